@@ -1,0 +1,354 @@
+//! Syscall tracepoints. Each `sys_enter_X` stashes its raw arguments per
+//! thread; the matching `sys_exit_X` turns them into one [`Event`] with the
+//! return value, reading user strings then (the kernel has copied them in by
+//! exit, so the pages are resident and the reads do not fault).
+//!
+//! Record layout of a syscall tracepoint (events/syscalls/*/format): 8 bytes
+//! of common fields, `int __syscall_nr` at 8, then each argument as 8 bytes
+//! from offset 16; the exit record has `long ret` at 16.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_probe_read_user_str_bytes,
+    },
+    macros::{map, raw_tracepoint, tracepoint},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use aya_log_ebpf::debug;
+use tracer_ebpf::{CLONE_NEWNS, Enter, Event, NSTR, STR_CAP, call, drop};
+
+use crate::task;
+
+/// Default 16 MiB; the agent sets the size with `--ring-size`.
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
+
+/// Per-thread state between enter and exit. LRU so that threads killed inside
+/// a syscall cannot fill it for good.
+#[map]
+static ENTER: LruHashMap<u32, Enter> = LruHashMap::with_max_entries(16384, 0);
+
+#[map]
+static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(drop::COUNT, 0);
+
+const ARGS_OFF: usize = 16;
+const RET_OFF: usize = 16;
+
+fn count_drop(idx: u32) {
+    if let Some(p) = DROPS.get_ptr_mut(idx) {
+        // SAFETY: per-CPU slot, no concurrent writer.
+        unsafe { *p += 1 };
+    }
+}
+
+#[inline(always)]
+fn arg(ctx: &TracePointContext, i: usize) -> u64 {
+    // SAFETY: read_at goes through bpf_probe_read_kernel.
+    unsafe { ctx.read_at::<u64>(ARGS_OFF + i * 8) }.unwrap_or(0)
+}
+
+/// Which argument indexes hold user strings for this call.
+struct Strs([Option<usize>; NSTR]);
+const NONE: Strs = Strs([None; NSTR]);
+
+#[inline(always)]
+fn stash(ctx: &TracePointContext, call: u32, nargs: usize, strs: Strs, aux: [u64; 4]) -> u32 {
+    let Some(o) = task::offsets() else {
+        return 0;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let filter = task::filter_tgid();
+    if filter != 0 && (pid_tgid >> 32) as u32 != filter {
+        return 0;
+    }
+    let mut e = Enter {
+        // SAFETY: helper without preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        args: [0; 6],
+        aux,
+        str_ptrs: [0; NSTR],
+        call,
+        mntns_before: task::mntns_of(&o, task::current()),
+        child_mntns: 0,
+        _pad: 0,
+    };
+    for i in 0..6 {
+        if i < nargs {
+            e.args[i] = arg(ctx, i);
+        }
+    }
+    for (slot, idx) in strs.0.iter().enumerate() {
+        if let Some(idx) = idx {
+            e.str_ptrs[slot] = e.args[*idx];
+        }
+    }
+    let tid = pid_tgid as u32;
+    if ENTER.insert(&tid, &e, 0).is_err() {
+        count_drop(drop::ENTER_MAP_FULL);
+        debug!(ctx, "mnttrace: enter map full, tid {}", tid);
+    }
+    0
+}
+
+#[inline(always)]
+fn emit(ctx: &TracePointContext) -> u32 {
+    let Some(o) = task::offsets() else {
+        return 0;
+    };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(e) = (unsafe { ENTER.get(&tid) }).copied() else {
+        return 0;
+    };
+    let _ = ENTER.remove(&tid);
+    // SAFETY: as in `arg`.
+    let ret: i64 = unsafe { ctx.read_at::<i64>(RET_OFF) }.unwrap_or(0);
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        count_drop(drop::RINGBUF_FULL);
+        return 0;
+    };
+    let ev = entry.as_mut_ptr();
+    let cur = task::current();
+    // SAFETY: helpers without preconditions.
+    let (now, cgroup, uid_gid) = unsafe {
+        (
+            bpf_ktime_get_ns(),
+            bpf_get_current_cgroup_id(),
+            bpf_get_current_uid_gid(),
+        )
+    };
+    let mntns_after = if (e.call == call::CLONE || e.call == call::CLONE3) && e.child_mntns != 0 {
+        e.child_mntns
+    } else {
+        task::mntns_of(&o, cur)
+    };
+    // SAFETY: `ev` points at a reserved, exclusively owned ring-buffer entry.
+    unsafe {
+        (*ev).ts_ns = now;
+        (*ev).latency_ns = now.wrapping_sub(e.ts_ns);
+        (*ev).cgroup_id = cgroup;
+        (*ev).ret = ret;
+        (*ev).args = e.args;
+        (*ev).aux = e.aux;
+        (*ev).pid = (pid_tgid >> 32) as u32;
+        (*ev).tid = tid;
+        (*ev).ppid = task::ppid_of(&o, cur);
+        (*ev).uid = uid_gid as u32;
+        (*ev).gid = (uid_gid >> 32) as u32;
+        (*ev).call = e.call;
+        (*ev).mntns_before = e.mntns_before;
+        (*ev).mntns_after = mntns_after;
+        (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        (*ev).str_trunc = 0;
+        (*ev).str_fault = 0;
+        for i in 0..NSTR {
+            (*ev).str_len[i] = 0;
+            let src = e.str_ptrs[i];
+            if src == 0 {
+                continue;
+            }
+            // The slice bound is what lets the verifier accept the helper's size.
+            let buf = &mut *core::ptr::addr_of_mut!((*ev).strs[i]);
+            match bpf_probe_read_user_str_bytes(src as *const u8, &mut buf[..]) {
+                Ok(s) => {
+                    let len = s.len();
+                    (*ev).str_len[i] = len as u16;
+                    if len == STR_CAP - 1 {
+                        // Full buffer: cut only if the string goes on.
+                        let next: u8 = bpf_probe_read_user((src + len as u64) as *const u8)
+                            .unwrap_or(0);
+                        if next != 0 {
+                            (*ev).str_trunc |= 1 << i;
+                        }
+                    }
+                }
+                Err(_) => (*ev).str_fault |= 1 << i,
+            }
+        }
+    }
+    entry.submit(0);
+    0
+}
+
+/// Reads `struct mount_attr` (attr_set, attr_clr, propagation, userns_fd).
+#[inline(always)]
+fn mount_attr(ptr: u64, size: u64) -> [u64; 4] {
+    if ptr == 0 || size < 32 {
+        return [0, 0, 0, u64::MAX];
+    }
+    // SAFETY: bpf_probe_read_user tolerates any address.
+    unsafe { bpf_probe_read_user(ptr as *const [u64; 4]) }.unwrap_or([0, 0, 0, u64::MAX])
+}
+
+macro_rules! exit_probe {
+    ($name:ident) => {
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            emit(&ctx)
+        }
+    };
+}
+
+// long sys_mount(char __user *dev_name, char __user *dir_name, char __user *type,
+//                unsigned long flags, void __user *data);
+#[tracepoint]
+pub fn enter_mount(ctx: TracePointContext) -> u32 {
+    let s = Strs([Some(0), Some(1), Some(2), Some(4)]);
+    stash(&ctx, call::MOUNT, 5, s, [0; 4])
+}
+exit_probe!(exit_mount);
+
+// long sys_umount(char __user *name, int flags);   (umount2(2))
+#[tracepoint]
+pub fn enter_umount(ctx: TracePointContext) -> u32 {
+    stash(&ctx, call::UMOUNT, 2, Strs([Some(0), None, None, None]), [0; 4])
+}
+exit_probe!(exit_umount);
+
+// long sys_pivot_root(const char __user *new_root, const char __user *put_old);
+#[tracepoint]
+pub fn enter_pivot_root(ctx: TracePointContext) -> u32 {
+    let s = Strs([Some(0), Some(1), None, None]);
+    stash(&ctx, call::PIVOT_ROOT, 2, s, [0; 4])
+}
+exit_probe!(exit_pivot_root);
+
+// long sys_setns(int fd, int nstype);
+#[tracepoint]
+pub fn enter_setns(ctx: TracePointContext) -> u32 {
+    let nstype = arg(&ctx, 1);
+    // 0 takes any namespace fd; a pidfd names the kinds to join.
+    if nstype != 0 && nstype & CLONE_NEWNS == 0 {
+        return 0;
+    }
+    let Some(o) = task::offsets() else {
+        return 0;
+    };
+    let fd = arg(&ctx, 0) as u32 as u64;
+    let target = task::nsfs_inode_of_fd(&o, fd);
+    stash(&ctx, call::SETNS, 2, NONE, [target, 0, 0, 0])
+}
+exit_probe!(exit_setns);
+
+// long sys_unshare(unsigned long unshare_flags);
+#[tracepoint]
+pub fn enter_unshare(ctx: TracePointContext) -> u32 {
+    if arg(&ctx, 0) & CLONE_NEWNS == 0 {
+        return 0;
+    }
+    stash(&ctx, call::UNSHARE, 1, NONE, [0; 4])
+}
+exit_probe!(exit_unshare);
+
+// long sys_clone(unsigned long clone_flags, unsigned long newsp, int __user *parent_tidptr,
+//                int __user *child_tidptr, unsigned long tls);   (x86_64 order)
+#[tracepoint]
+pub fn enter_clone(ctx: TracePointContext) -> u32 {
+    let flags = arg(&ctx, 0);
+    if flags & CLONE_NEWNS == 0 {
+        return 0;
+    }
+    stash(&ctx, call::CLONE, 5, NONE, [flags, 0, 0, 0])
+}
+exit_probe!(exit_clone);
+
+// long sys_clone3(struct clone_args __user *uargs, size_t size);  flags is its first u64.
+#[tracepoint]
+pub fn enter_clone3(ctx: TracePointContext) -> u32 {
+    let uargs = arg(&ctx, 0);
+    // SAFETY: bpf_probe_read_user tolerates any address.
+    let flags: u64 = unsafe { bpf_probe_read_user(uargs as *const u64) }.unwrap_or(0);
+    if flags & CLONE_NEWNS == 0 {
+        return 0;
+    }
+    stash(&ctx, call::CLONE3, 2, NONE, [flags, 0, 0, 0])
+}
+exit_probe!(exit_clone3);
+
+// long sys_fsopen(const char __user *fs_name, unsigned int flags);
+#[tracepoint]
+pub fn enter_fsopen(ctx: TracePointContext) -> u32 {
+    stash(&ctx, call::FSOPEN, 2, Strs([Some(0), None, None, None]), [0; 4])
+}
+exit_probe!(exit_fsopen);
+
+// long sys_fsconfig(int fs_fd, unsigned int cmd, const char __user *key,
+//                   const void __user *value, int aux);
+#[tracepoint]
+pub fn enter_fsconfig(ctx: TracePointContext) -> u32 {
+    // FSCONFIG_SET_STRING = 1, SET_PATH = 3, SET_PATH_EMPTY = 4 carry a string value.
+    let cmd = arg(&ctx, 1);
+    let value = if matches!(cmd, 1 | 3 | 4) { Some(3) } else { None };
+    stash(&ctx, call::FSCONFIG, 5, Strs([Some(2), value, None, None]), [0; 4])
+}
+exit_probe!(exit_fsconfig);
+
+// long sys_fsmount(int fs_fd, unsigned int flags, unsigned int attr_flags);
+#[tracepoint]
+pub fn enter_fsmount(ctx: TracePointContext) -> u32 {
+    stash(&ctx, call::FSMOUNT, 3, NONE, [0; 4])
+}
+exit_probe!(exit_fsmount);
+
+// long sys_move_mount(int from_dfd, const char __user *from_path, int to_dfd,
+//                     const char __user *to_path, unsigned int ms_flags);
+#[tracepoint]
+pub fn enter_move_mount(ctx: TracePointContext) -> u32 {
+    let s = Strs([Some(1), Some(3), None, None]);
+    stash(&ctx, call::MOVE_MOUNT, 5, s, [0; 4])
+}
+exit_probe!(exit_move_mount);
+
+// long sys_open_tree(int dfd, const char __user *path, unsigned flags);
+#[tracepoint]
+pub fn enter_open_tree(ctx: TracePointContext) -> u32 {
+    stash(&ctx, call::OPEN_TREE, 3, Strs([Some(1), None, None, None]), [0; 4])
+}
+exit_probe!(exit_open_tree);
+
+// long sys_open_tree_attr(int dfd, const char __user *path, unsigned flags,
+//                         struct mount_attr __user *uattr, size_t usize);
+#[tracepoint]
+pub fn enter_open_tree_attr(ctx: TracePointContext) -> u32 {
+    let attr = mount_attr(arg(&ctx, 3), arg(&ctx, 4));
+    let s = Strs([Some(1), None, None, None]);
+    stash(&ctx, call::OPEN_TREE_ATTR, 5, s, attr)
+}
+exit_probe!(exit_open_tree_attr);
+
+// long sys_mount_setattr(int dfd, const char __user *path, unsigned int flags,
+//                        struct mount_attr __user *uattr, size_t usize);
+#[tracepoint]
+pub fn enter_mount_setattr(ctx: TracePointContext) -> u32 {
+    let attr = mount_attr(arg(&ctx, 3), arg(&ctx, 4));
+    let s = Strs([Some(1), None, None, None]);
+    stash(&ctx, call::MOUNT_SETATTR, 5, s, attr)
+}
+exit_probe!(exit_mount_setattr);
+
+/// sched_process_fork(struct task_struct *parent, struct task_struct *child),
+/// run in the parent: records the child's namespace and tid for a pending
+/// clone/clone3, which the parent's syscall exit cannot see otherwise.
+#[raw_tracepoint(tracepoint = "sched_process_fork")]
+pub fn fork(ctx: RawTracePointContext) -> i32 {
+    let Some(o) = task::offsets() else {
+        return 0;
+    };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    let Some(e) = ENTER.get_ptr_mut(&tid) else {
+        return 0;
+    };
+    let child: u64 = ctx.arg(1);
+    // SAFETY: `e` is this thread's own entry.
+    unsafe {
+        if (*e).call == call::CLONE || (*e).call == call::CLONE3 {
+            (*e).child_mntns = task::mntns_of(&o, child);
+            (*e).aux[1] = task::tid_of(&o, child) as u64;
+        }
+    }
+    0
+}

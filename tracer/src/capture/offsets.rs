@@ -1,0 +1,174 @@
+//! Kernel struct member offsets from the running kernel's BTF.
+//!
+//! Rust eBPF has no CO-RE relocations, so the agent reads
+//! /sys/kernel/btf/vmlinux at start, resolves each member path (descending
+//! into anonymous structs/unions, e.g. `mnt_namespace.ns.inum`) and hands the
+//! byte offsets to the program as a global. A member this kernel lacks is an
+//! error naming it, never a silent 0.
+use std::path::Path;
+
+use btf_rs::{Btf, Type};
+use tracer_ebpf::Offsets;
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OffsetsError {
+    #[error("no kernel BTF at {path} ({source}); mnttrace needs a kernel built with CONFIG_DEBUG_INFO_BTF")]
+    NoBtf {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("kernel BTF at {path} is unreadable: {reason}")]
+    BadBtf { path: String, reason: String },
+    #[error("kernel BTF has no struct {0}")]
+    NoStruct(String),
+    #[error("kernel BTF: struct {strukt} has no member {member}")]
+    NoMember { strukt: String, member: String },
+    #[error("kernel BTF: {0} is not a byte-aligned member")]
+    Bitfield(String),
+}
+
+pub fn from_vmlinux() -> Result<Offsets, OffsetsError> {
+    from_file(Path::new(VMLINUX_BTF))
+}
+
+pub fn from_file(path: &Path) -> Result<Offsets, OffsetsError> {
+    let shown = path.display().to_string();
+    if let Err(source) = std::fs::metadata(path) {
+        return Err(OffsetsError::NoBtf {
+            path: shown,
+            source,
+        });
+    }
+    let btf = Btf::from_file(path).map_err(|e| OffsetsError::BadBtf {
+        path: shown,
+        reason: e.to_string(),
+    })?;
+    let r = Resolver { btf };
+    Ok(Offsets {
+        magic: Offsets::MAGIC,
+        task_nsproxy: r.offset("task_struct", "nsproxy")?,
+        task_real_parent: r.offset("task_struct", "real_parent")?,
+        task_tgid: r.offset("task_struct", "tgid")?,
+        task_pid: r.offset("task_struct", "pid")?,
+        task_files: r.offset("task_struct", "files")?,
+        nsproxy_mnt_ns: r.offset("nsproxy", "mnt_ns")?,
+        mnt_ns_inum: r.offset("mnt_namespace", "ns.inum")?,
+        files_fdt: r.offset("files_struct", "fdt")?,
+        fdt_max_fds: r.offset("fdtable", "max_fds")?,
+        fdt_fd: r.offset("fdtable", "fd")?,
+        file_inode: r.offset("file", "f_inode")?,
+        inode_ino: r.offset("inode", "i_ino")?,
+        inode_sb: r.offset("inode", "i_sb")?,
+        sb_magic: r.offset("super_block", "s_magic")?,
+    })
+}
+
+struct Resolver {
+    btf: Btf,
+}
+
+impl Resolver {
+    /// Byte offset of the dotted member `path` inside `struct strukt`.
+    fn offset(&self, strukt: &str, path: &str) -> Result<u32, OffsetsError> {
+        let no_member = || OffsetsError::NoMember {
+            strukt: strukt.to_string(),
+            member: path.to_string(),
+        };
+        let mut ty = self.named_struct(strukt)?;
+        let mut bits = 0u32;
+        let parts: Vec<&str> = path.split('.').collect();
+        for (i, name) in parts.iter().enumerate() {
+            let (off, member_ty) = self.find_member(&ty, name).ok_or_else(no_member)?;
+            bits += off;
+            if i + 1 < parts.len() {
+                ty = self.strip(member_ty).ok_or_else(no_member)?;
+            }
+        }
+        if bits % 8 != 0 {
+            return Err(OffsetsError::Bitfield(format!("{strukt}.{path}")));
+        }
+        Ok(bits / 8)
+    }
+
+    fn named_struct(&self, name: &str) -> Result<Type, OffsetsError> {
+        self.btf
+            .resolve_types_by_name(name)
+            .ok()
+            .and_then(|types| {
+                types
+                    .into_iter()
+                    .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
+            })
+            .ok_or_else(|| OffsetsError::NoStruct(name.to_string()))
+    }
+
+    /// Finds `name` among the members of a struct/union, looking through
+    /// anonymous members; returns its bit offset and its type.
+    fn find_member(&self, ty: &Type, name: &str) -> Option<(u32, Type)> {
+        let (Type::Struct(s) | Type::Union(s)) = ty else {
+            return None;
+        };
+        for m in &s.members {
+            let mname = self.btf.resolve_name(m).unwrap_or_default();
+            let mty = self.btf.resolve_chained_type(m).ok()?;
+            if mname == name {
+                return Some((m.bit_offset(), mty));
+            }
+            if mname.is_empty() {
+                if let Some(inner) = self.strip(mty) {
+                    if let Some((off, t)) = self.find_member(&inner, name) {
+                        return Some((m.bit_offset() + off, t));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Follows typedefs and qualifiers to the struct/union underneath.
+    fn strip(&self, mut ty: Type) -> Option<Type> {
+        for _ in 0..16 {
+            match ty {
+                Type::Struct(_) | Type::Union(_) => return Some(ty),
+                Type::Typedef(ref t) => ty = self.btf.resolve_chained_type(t).ok()?,
+                Type::Const(ref t) => ty = self.btf.resolve_chained_type(t).ok()?,
+                Type::Volatile(ref t) => ty = self.btf.resolve_chained_type(t).ok()?,
+                Type::TypeTag(ref t) => ty = self.btf.resolve_chained_type(t).ok()?,
+                _ => return None,
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the running kernel: every offset resolves and the fixed
+    /// ones agree with what C would say about `struct mount_attr`-like
+    /// facts we can check independently (nsproxy's first member is a count).
+    #[test]
+    fn running_kernel_offsets_resolve() {
+        let o = from_vmlinux().expect("offsets from /sys/kernel/btf/vmlinux");
+        assert_eq!(o.magic, Offsets::MAGIC);
+        assert_ne!(o, Offsets::POISON);
+        assert!(o.nsproxy_mnt_ns > 0, "nsproxy.mnt_ns follows the refcount");
+        assert!(o.task_tgid == o.task_pid + 4, "tgid follows pid in task_struct");
+    }
+
+    #[test]
+    fn missing_member_is_named() {
+        let r = Resolver {
+            btf: Btf::from_file(VMLINUX_BTF).expect("btf"),
+        };
+        let err = r.offset("task_struct", "no_such_member").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kernel BTF: struct task_struct has no member no_such_member"
+        );
+        assert!(matches!(r.offset("no_such_struct_xyz", "a"), Err(OffsetsError::NoStruct(_))));
+    }
+}

@@ -1,0 +1,139 @@
+//! Command line. Every value is checked here, so a bad one gets one line from
+//! clap and exit status 2 before anything is loaded.
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::decode::Call;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mnttrace",
+    version,
+    about = "Trace mount-related syscalls of every process, live, with their mount namespaces"
+)]
+pub struct Cli {
+    /// One JSON object per line (schema mnttrace/v1, see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only this process (thread-group id); repeatable. A single --pid is also
+    /// applied in the kernel, so lost-event counts then concern it alone.
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub pid: Vec<u32>,
+
+    /// Only processes with this command name (exact, as in /proc/PID/comm); repeatable.
+    #[arg(long, value_name = "COMM")]
+    pub comm: Vec<String>,
+
+    /// Only calls whose mount namespace (before or after) has this inode; repeatable.
+    #[arg(long, value_name = "INODE", value_parser = clap::value_parser!(u32).range(1..))]
+    pub mntns: Vec<u32>,
+
+    /// Only these syscalls; repeatable.
+    #[arg(long, value_name = "CALL", value_enum)]
+    pub call: Vec<Call>,
+
+    /// Only failed calls.
+    #[arg(long)]
+    pub failed: bool,
+
+    /// Only calls made by this user id; repeatable.
+    #[arg(long, value_name = "UID")]
+    pub uid: Vec<u32>,
+
+    /// Exit cleanly after this long (e.g. 30s, 5m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Exit cleanly after this many reported calls.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Kernel ring buffer size: a power of two, at least one page (e.g. 64K, 16M).
+    #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_ring_size)]
+    pub ring_size: u32,
+
+    /// Colour in the human stream: only on a terminal and never with NO_COLOR, unless forced.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub color: ColorChoice,
+
+    /// More diagnostics on stderr (-v: info, -vv: debug, including the kernel program's log).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (try 10s, 2m, 1h)"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+pub fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        None => (t, 1u64),
+        Some((i, _)) => {
+            let m = match t[i..].to_ascii_uppercase().as_str() {
+                "K" | "KB" | "KIB" => 1 << 10,
+                "M" | "MB" | "MIB" => 1 << 20,
+                "G" | "GB" | "GIB" => 1 << 30,
+                other => return Err(format!("unknown unit {other:?} (use K, M or G)")),
+            };
+            (&t[..i], m)
+        }
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 64K, 16M)"))?;
+    let bytes = n
+        .checked_mul(mult)
+        .filter(|b| *b <= 1 << 30)
+        .ok_or_else(|| format!("{s} is larger than 1G"))?;
+    let page = 4096;
+    if bytes < page || !bytes.is_power_of_two() {
+        return Err(format!("{s} must be a power of two of at least 4K"));
+    }
+    Ok(bytes as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_sizes() {
+        assert_eq!(parse_ring_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_ring_size("4096"), Ok(4096));
+        assert_eq!(parse_ring_size("64k"), Ok(64 << 10));
+        assert!(parse_ring_size("3M").is_err());
+        assert!(parse_ring_size("1K").is_err());
+        assert!(parse_ring_size("12Q").is_err());
+        assert!(parse_ring_size("").is_err());
+        assert!(parse_ring_size("99999999999G").is_err());
+    }
+
+    #[test]
+    fn bad_arguments_are_refused() {
+        for args in [
+            &["mnttrace", "--call", "mountt"][..],
+            &["mnttrace", "--pid", "0"],
+            &["mnttrace", "--pid", "abc"],
+            &["mnttrace", "--duration", "soon"],
+            &["mnttrace", "--count", "0"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?} accepted");
+        }
+        let ok = Cli::try_parse_from(["mnttrace", "--call", "umount2", "--call", "mount"]).unwrap();
+        assert_eq!(ok.call, [Call::Umount, Call::Mount]);
+    }
+}

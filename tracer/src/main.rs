@@ -1,0 +1,68 @@
+//! mnttrace: live tracing of mount-related syscalls. main only wires modules.
+mod agent;
+mod capture;
+mod cli;
+mod decode;
+mod filter;
+mod output;
+mod record;
+
+use std::io::{BufWriter, IsTerminal as _};
+
+use clap::Parser as _;
+
+use crate::{
+    cli::{Cli, ColorChoice},
+    output::{Format, Output, human::Human},
+};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => log::LevelFilter::Warn,
+        1 => log::LevelFilter::Info,
+        _ => log::LevelFilter::Debug,
+    };
+    env_logger::Builder::new()
+        .filter_level(level)
+        .format_timestamp(None)
+        .parse_default_env()
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mnttrace: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    // Before the runtime starts threads: tracefs may need a private mount
+    // namespace, and unshare(2) only moves the calling thread.
+    capture::privileges::check(true)?;
+    let tracefs = capture::tracefs::ensure()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stdout = std::io::stdout();
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let format = if cli.json {
+        Format::Json
+    } else {
+        Format::Human(Human { color })
+    };
+    let out = Output::new(BufWriter::with_capacity(1 << 16, stdout.lock()), format);
+    let summary = runtime.block_on(agent::run(&cli, &tracefs, out))?;
+    if !summary.closed_output {
+        eprintln!(
+            "mnttrace: detached; {} calls reported, {} events lost",
+            summary.reported, summary.lost
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

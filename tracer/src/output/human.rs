@@ -1,0 +1,119 @@
+//! The live human stream: one line per syscall, strace-like call syntax in
+//! mountsnoop-like columns, flags by name, strings escaped for the terminal.
+use std::fmt::Write as _;
+
+use crate::decode::{flags::join, text::quoted};
+use crate::record::{Lost, Record, Syscall, Value};
+
+pub struct Human {
+    pub color: bool,
+}
+
+const RED: &str = "\x1b[31m";
+const BOLD: &str = "\x1b[1m";
+const YELLOW: &str = "\x1b[33m";
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+pub const HEADER: &str = "TIME            COMM             PID      TID      MNTNS       CALL";
+
+impl Human {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("{code}{s}{RESET}")
+        } else {
+            s.to_string()
+        }
+    }
+
+    pub fn header(&self) -> String {
+        self.paint(DIM, HEADER)
+    }
+
+    pub fn line(&self, r: &Record) -> String {
+        match r {
+            Record::Syscall(s) => self.syscall(s),
+            Record::Lost(l) => self.lost(l),
+        }
+    }
+
+    fn lost(&self, l: &Lost) -> String {
+        self.paint(
+            RED,
+            &format!(
+                "-- lost {} events ({}) since {}; {} lost in total --",
+                l.count,
+                l.reason.describe(),
+                clock(l.since),
+                l.total
+            ),
+        )
+    }
+
+    pub fn syscall(&self, s: &Syscall) -> String {
+        let mut line = format!(
+            "{:<15} {:<16} {:<8} {:<8} {:<11} ",
+            clock(s.time),
+            quoted(s.comm.as_bytes()).trim_matches('"'),
+            s.pid,
+            s.tid,
+            s.mntns_before,
+        );
+        line.push_str(&self.paint(BOLD, s.call.name()));
+        line.push('(');
+        let mut first = true;
+        for a in s.args.iter().filter(|a| !a.name.ends_with("_resolved")) {
+            if !first {
+                line.push_str(", ");
+            }
+            first = false;
+            let _ = write!(line, "{}={}", a.name, render(&a.value));
+            let resolved = format!("{}_resolved", a.name);
+            if let Some(Value::Str { bytes, .. }) = s.arg(&resolved) {
+                let _ = write!(line, " [{}]", quoted(bytes).trim_matches('"'));
+            }
+        }
+        line.push_str(") = ");
+        match s.errno() {
+            Some(errno) => line.push_str(&self.paint(RED, &format!("-1 {errno}"))),
+            None => {
+                let _ = write!(line, "{}", s.ret);
+            }
+        }
+        if s.mntns_after != s.mntns_before {
+            let change = format!("  mnt:[{}] -> mnt:[{}]", s.mntns_before, s.mntns_after);
+            line.push_str(&self.paint(YELLOW, &change));
+        }
+        line
+    }
+}
+
+fn render(v: &Value) -> String {
+    match v {
+        Value::Str {
+            unreadable: true, ..
+        } => "<unreadable>".to_string(),
+        Value::Str {
+            bytes, truncated, ..
+        } => {
+            let mut s = quoted(bytes);
+            if *truncated {
+                s.push_str("...");
+            }
+            s
+        }
+        Value::Int(i) => i.to_string(),
+        Value::UInt(u) => u.to_string(),
+        Value::Flags { names, .. } => join(names),
+        Value::Enum { name, .. } => name.clone(),
+        Value::Null => "NULL".to_string(),
+    }
+}
+
+/// Time of day (UTC) with microseconds: no tz database lookup
+/// in the hot path, and the JSON stream carries the full RFC 3339 time.
+fn clock(t: std::time::SystemTime) -> String {
+    let s = humantime::format_rfc3339_micros(t).to_string();
+    // 2026-11-23T19:22:01.123456Z -> 19:22:01.123456
+    s.get(11..26).unwrap_or(&s).to_string()
+}

@@ -1,0 +1,88 @@
+//! NDJSON: one object per line, schema `mnttrace/v1` (docs/json.md,
+//! docs/mnttrace-v1.schema.json).
+use serde_json::{Map, Value as J, json};
+
+use crate::record::{Lost, Record, Syscall, Value};
+use crate::decode::text::lossy;
+
+pub const SCHEMA: &str = "mnttrace/v1";
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+fn value(v: &Value) -> J {
+    match v {
+        Value::Str { bytes, .. } => J::String(lossy(bytes)),
+        Value::Int(i) => json!(i),
+        Value::UInt(u) => json!(u),
+        Value::Flags { raw, names } => json!({ "raw": raw, "names": names }),
+        Value::Enum { raw, name } => json!({ "raw": raw, "name": name }),
+        Value::Null => J::Null,
+    }
+}
+
+pub fn syscall(s: &Syscall) -> J {
+    let mut args = Map::new();
+    let mut truncated = Vec::new();
+    let mut unreadable = Vec::new();
+    for a in &s.args {
+        if let Value::Str {
+            truncated: t,
+            unreadable: u,
+            ..
+        } = &a.value
+        {
+            if *t {
+                truncated.push(a.name);
+            }
+            if *u {
+                unreadable.push(a.name);
+            }
+        }
+        args.insert(a.name.to_string(), value(&a.value));
+    }
+    json!({
+        "schema": SCHEMA,
+        "kind": "syscall",
+        "id": s.id,
+        "time": rfc3339(s.time),
+        "ktime_ns": s.ktime_ns,
+        "latency_ns": s.latency_ns,
+        "pid": s.pid,
+        "tid": s.tid,
+        "ppid": s.ppid,
+        "uid": s.uid,
+        "gid": s.gid,
+        "comm": s.comm,
+        "cgroup_id": s.cgroup_id,
+        "call": s.call.name(),
+        "ret": s.ret,
+        "errno": s.errno(),
+        "mntns_before": s.mntns_before,
+        "mntns_after": s.mntns_after,
+        "args": args,
+        "truncated": truncated,
+        "unreadable": unreadable,
+    })
+}
+
+pub fn lost(l: &Lost) -> J {
+    json!({
+        "schema": SCHEMA,
+        "kind": "lost",
+        "time": rfc3339(l.time),
+        "since": rfc3339(l.since),
+        "reason": l.reason.name(),
+        "count": l.count,
+        "total": l.total,
+    })
+}
+
+pub fn line(r: &Record) -> String {
+    let v = match r {
+        Record::Syscall(s) => syscall(s),
+        Record::Lost(l) => lost(l),
+    };
+    v.to_string()
+}
