@@ -43,7 +43,7 @@ enum Stop {
 
 pub async fn run<W: Write>(cli: &Cli, tracefs: &Tracefs, mut out: Output<W>) -> anyhow::Result<Summary> {
     let filter = Filter::from_cli(cli);
-    let offsets = offsets::from_vmlinux()?;
+    let offsets = offsets::from_file(&cli.btf)?;
     let loaded = loader::load(
         &LoadOptions {
             offsets,
@@ -98,7 +98,12 @@ pub async fn run<W: Write>(cli: &Cli, tracefs: &Tracefs, mut out: Output<W>) -> 
         limit: cli.count,
         losses: Losses::new(),
     };
-    out.header().or_else(ignore_broken_pipe)?;
+    if let Err(e) = out.header() {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return Ok(Summary { reported: 0, lost: 0, closed_output: true });
+        }
+        return Err(e).context("writing output");
+    }
 
     let stop = loop {
         let step = tokio::select! {
@@ -147,10 +152,6 @@ fn readable<T: std::os::fd::AsRawFd>(inner: T) -> io::Result<AsyncFd<T>> {
     // SAFETY: `inner` owns its fd (a BPF map) for as long as the AsyncFd lives.
     unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }
         .map_err(|e| e.into_parts().1)
-}
-
-fn ignore_broken_pipe(e: io::Error) -> io::Result<()> {
-    Err(e)
 }
 
 struct State {

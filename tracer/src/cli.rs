@@ -58,6 +58,10 @@ pub struct Cli {
     #[arg(long, value_enum, default_value = "auto")]
     pub color: ColorChoice,
 
+    /// Kernel BTF to read struct offsets from.
+    #[arg(long, value_name = "PATH", default_value = crate::capture::offsets::VMLINUX_BTF)]
+    pub btf: std::path::PathBuf,
+
     /// More diagnostics on stderr (-v: info, -vv: debug, including the kernel program's log).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,

@@ -14,11 +14,8 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetsError {
-    #[error("no kernel BTF at {path} ({source}); mnttrace needs a kernel built with CONFIG_DEBUG_INFO_BTF")]
-    NoBtf {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("no kernel BTF at {path}: {reason} (mnttrace needs a kernel built with CONFIG_DEBUG_INFO_BTF)")]
+    NoBtf { path: String, reason: String },
     #[error("kernel BTF at {path} is unreadable: {reason}")]
     BadBtf { path: String, reason: String },
     #[error("kernel BTF has no struct {0}")]
@@ -29,16 +26,12 @@ pub enum OffsetsError {
     Bitfield(String),
 }
 
-pub fn from_vmlinux() -> Result<Offsets, OffsetsError> {
-    from_file(Path::new(VMLINUX_BTF))
-}
-
 pub fn from_file(path: &Path) -> Result<Offsets, OffsetsError> {
     let shown = path.display().to_string();
-    if let Err(source) = std::fs::metadata(path) {
+    if let Err(e) = std::fs::metadata(path) {
         return Err(OffsetsError::NoBtf {
             path: shown,
-            source,
+            reason: e.kind().to_string(),
         });
     }
     let btf = Btf::from_file(path).map_err(|e| OffsetsError::BadBtf {
@@ -152,7 +145,7 @@ mod tests {
     /// facts we can check independently (nsproxy's first member is a count).
     #[test]
     fn running_kernel_offsets_resolve() {
-        let o = from_vmlinux().expect("offsets from /sys/kernel/btf/vmlinux");
+        let o = from_file(Path::new(VMLINUX_BTF)).expect("offsets from /sys/kernel/btf/vmlinux");
         assert_eq!(o.magic, Offsets::MAGIC);
         assert_ne!(o, Offsets::POISON);
         assert!(o.nsproxy_mnt_ns > 0, "nsproxy.mnt_ns follows the refcount");
