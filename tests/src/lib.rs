@@ -73,6 +73,10 @@ impl Tracer {
         t
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().expect("stdout").clone()
     }
@@ -147,6 +151,7 @@ pub fn validator() -> jsonschema::Validator {
 /// The driver: started, paused before its script, so a tracer can be started
 /// with its pid.
 pub struct Drive {
+    _script: tempfile::NamedTempFile,
     child: Child,
     stdin: Option<ChildStdin>,
     lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
@@ -156,8 +161,10 @@ pub struct Drive {
 
 impl Drive {
     pub fn new(script: Value) -> Drive {
+        let mut file = tempfile::NamedTempFile::new().expect("script file");
+        file.write_all(script.to_string().as_bytes()).expect("write script");
         let mut child = Command::new(mntdrive_bin())
-            .arg(script.to_string())
+            .arg(file.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -170,6 +177,7 @@ impl Drive {
         )
         .expect("hello is JSON");
         Drive {
+            _script: file,
             child,
             stdin,
             lines,

@@ -186,6 +186,10 @@ impl State {
             if !self.filter.matches(&sys) {
                 continue;
             }
+            if self.limit.is_some_and(|n| self.reported >= n) {
+                stop = Some(Stop::Done);
+                break;
+            }
             out.write(&Record::Syscall(sys))?;
             self.reported += 1;
             if self.limit.is_some_and(|n| self.reported >= n) {

@@ -1,7 +1,7 @@
 //! Test driver: performs exact mount-related syscalls and reports what the
 //! kernel answered, so tests can hold mnttrace's records against it.
 //!
-//! `mntdrive SCRIPT_JSON`: moves into a private mount namespace of its own
+//! `mntdrive SCRIPT.json` (a JSON array of steps): moves into a private mount namespace of its own
 //! (nothing it does reaches the host), prints `{"pid","tid","mntns"}`, waits
 //! for a line on stdin (the test starts mnttrace meanwhile), then runs each
 //! step and prints one JSON line per step:
@@ -221,10 +221,9 @@ fn errno() -> i64 {
 }
 
 fn main() {
-    let script: Vec<Value> = serde_json::from_str(
-        &std::env::args().nth(1).expect("usage: mntdrive SCRIPT_JSON"),
-    )
-    .expect("script is a JSON array");
+    let path = std::env::args().nth(1).expect("usage: mntdrive SCRIPT.json");
+    let text = std::fs::read_to_string(&path).expect("read script");
+    let script: Vec<Value> = serde_json::from_str(&text).expect("script is a JSON array");
     // SAFETY: plain syscalls.
     unsafe {
         assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0, "unshare");
