@@ -14,14 +14,18 @@ pub const SCHEMA: &str = include_str!("../../docs/mnttrace-v1.schema.json");
 
 /// Path of the mnttrace binary under test (set by `cargo xtask test`).
 pub fn mnttrace_bin() -> String {
-    std::env::var("MNTTRACE_BIN").expect("MNTTRACE_BIN: run the integration tests with `cargo xtask test`")
+    std::env::var("MNTTRACE_BIN")
+        .expect("MNTTRACE_BIN: run the integration tests with `cargo xtask test`")
 }
 
 /// The driver, built beside the test binaries (target/<profile>/mntdrive;
 /// tests run from target/<profile>/deps/).
 pub fn mntdrive_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
     dir.join("mntdrive")
 }
 
@@ -63,11 +67,22 @@ impl Tracer {
             stderr,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !t.stderr().iter().any(|l| l.starts_with("mnttrace: tracing")) {
+        while !t
+            .stderr()
+            .iter()
+            .any(|l| l.starts_with("mnttrace: tracing"))
+        {
             if let Ok(Some(status)) = t.child.try_wait() {
-                panic!("mnttrace exited before tracing ({status}): {:?}", t.stderr());
+                panic!(
+                    "mnttrace exited before tracing ({status}): {:?}",
+                    t.stderr()
+                );
             }
-            assert!(Instant::now() < deadline, "mnttrace did not start: {:?}", t.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "mnttrace did not start: {:?}",
+                t.stderr()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         t
@@ -91,8 +106,8 @@ impl Tracer {
         self.stdout()
             .iter()
             .map(|l| {
-                let v: Value = serde_json::from_str(l)
-                    .unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+                let v: Value =
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
                 if let Err(e) = validator.validate(&v) {
                     panic!("record does not match docs/mnttrace-v1.schema.json: {e}\n{l}");
                 }
@@ -162,7 +177,8 @@ pub struct Drive {
 impl Drive {
     pub fn new(script: Value) -> Drive {
         let mut file = tempfile::NamedTempFile::new().expect("script file");
-        file.write_all(script.to_string().as_bytes()).expect("write script");
+        file.write_all(script.to_string().as_bytes())
+            .expect("write script");
         let mut child = Command::new(mntdrive_bin())
             .arg(file.path())
             .stdin(Stdio::piped())
@@ -172,10 +188,9 @@ impl Drive {
             .expect("spawn mntdrive");
         let stdin = child.stdin.take();
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let hello: Value = serde_json::from_str(
-            &lines.next().expect("hello line").expect("read hello"),
-        )
-        .expect("hello is JSON");
+        let hello: Value =
+            serde_json::from_str(&lines.next().expect("hello line").expect("read hello"))
+                .expect("hello is JSON");
         Drive {
             _script: file,
             child,
@@ -248,7 +263,10 @@ pub fn assert_script(script: &Value, results: &[Value], records: &[Value], pid: 
     for (step, res) in steps.iter().zip(results) {
         let op = step["op"].as_str().expect("op");
         if !traced(op) {
-            assert!(res["ret"].as_i64().expect("ret") >= 0, "helper step failed: {res}");
+            assert!(
+                res["ret"].as_i64().expect("ret") >= 0,
+                "helper step failed: {res}"
+            );
             continue;
         }
         let rec = recs
@@ -272,7 +290,10 @@ pub fn assert_script(script: &Value, results: &[Value], records: &[Value], pid: 
             }
         }
         if let Some(want) = step.get("expect_errno") {
-            assert_eq!(&res["errno"], want, "the kernel did not answer as the test expects: {ctx}");
+            assert_eq!(
+                &res["errno"], want,
+                "the kernel did not answer as the test expects: {ctx}"
+            );
         }
     }
     let extra: Vec<Value> = recs.collect();

@@ -9,7 +9,10 @@ use mnttrace_tests::{Drive, Tracer, mnttrace_bin, syscalls_of};
 use serde_json::{Value, json};
 
 fn tmpdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("mnttrace-test-").tempdir().expect("temp dir")
+    tempfile::Builder::new()
+        .prefix("mnttrace-test-")
+        .tempdir()
+        .expect("temp dir")
 }
 
 /// A burst far past a tiny ring: every syscall is delivered or counted as
@@ -30,7 +33,10 @@ fn burst_delivered_plus_lost_equals_made() {
         let pid = drive.pid;
         let tracer = Tracer::start(&["--json", "--pid", &pid.to_string(), "--ring-size", ring]);
         let results = drive.go(2 * PAIRS);
-        assert!(results.iter().all(|r| r["ret"] == 0), "the kernel refused a step");
+        assert!(
+            results.iter().all(|r| r["ret"] == 0),
+            "the kernel refused a step"
+        );
         // Losses are reported at least once a second; let a report pass.
         std::thread::sleep(Duration::from_millis(1500));
         drive.finish();
@@ -50,7 +56,10 @@ fn burst_delivered_plus_lost_equals_made() {
         );
         assert_eq!(lost > 0, expect_loss, "ring {ring}: lost {lost}");
         let summary = stderr.last().expect("summary line");
-        assert!(summary.ends_with(&format!("{lost} events lost")), "{summary}");
+        assert!(
+            summary.ends_with(&format!("{lost} events lost")),
+            "{summary}"
+        );
     }
 }
 
@@ -82,10 +91,17 @@ fn human_stream() {
     assert!(status.success());
     let text = out.join("\n");
     assert!(out[0].starts_with("TIME"), "header first: {text}");
-    assert!(!text.contains('\x1b'), "no colour without a terminal: {text}");
+    assert!(
+        !text.contains('\x1b'),
+        "no colour without a terminal: {text}"
+    );
     let want = [
-        format!("mount(source=\"tmpfs\", target=\"{d}\", fstype=\"tmpfs\", flags=0, data=\"size=1m\") = 0"),
-        format!("mount(source=\"{d}/a\", target=\"{d}/a\", fstype=NULL, flags=MS_BIND|MS_REC, data=NULL) = 0"),
+        format!(
+            "mount(source=\"tmpfs\", target=\"{d}\", fstype=\"tmpfs\", flags=0, data=\"size=1m\") = 0"
+        ),
+        format!(
+            "mount(source=\"{d}/a\", target=\"{d}/a\", fstype=NULL, flags=MS_BIND|MS_REC, data=NULL) = 0"
+        ),
         format!("umount2(target=\"{d}/a\", flags=MNT_DETACH) = 0"),
         "umount2(target=\"/nonexistent-mnttrace\", flags=0) = -1 ENOENT".to_string(),
         "unshare(flags=CLONE_NEWNS) = 0  mnt:[".to_string(),
@@ -116,7 +132,10 @@ fn count_and_duration_exit_cleanly() {
     let (status, _, stderr) = Tracer::start(&["--duration", "1s"]).wait();
     assert!(status.success(), "{status} {stderr:?}");
     assert!(start.elapsed() >= Duration::from_secs(1));
-    assert!(stderr.iter().any(|l| l.contains("events lost")), "{stderr:?}");
+    assert!(
+        stderr.iter().any(|l| l.contains("events lost")),
+        "{stderr:?}"
+    );
 }
 
 /// SIGTERM detaches and reports; a closed pipe exits quietly; tracefs, when
@@ -132,14 +151,21 @@ fn signals_pipe_and_no_host_mount() {
     };
     let before = host_tracefs(std::process::id());
     let tracer = Tracer::start(&[]);
-    assert_eq!(host_tracefs(std::process::id()), before, "tracefs leaked onto the host");
+    assert_eq!(
+        host_tracefs(std::process::id()),
+        before,
+        "tracefs leaked onto the host"
+    );
     let (status, _, stderr) = {
         let pid = nix::unistd::Pid::from_raw(tracer_pid(&tracer));
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
         tracer.wait()
     };
     assert!(status.success(), "SIGTERM: {status}");
-    assert!(stderr.last().expect("summary").contains("events lost"), "{stderr:?}");
+    assert!(
+        stderr.last().expect("summary").contains("events lost"),
+        "{stderr:?}"
+    );
 
     // `mnttrace | head -0`: the reader is gone before anything is written.
     let mut child = Command::new(mnttrace_bin())
@@ -171,7 +197,11 @@ fn startup_failures_are_one_line() {
         (cmd(&["--pid", "0"]), 2, "--pid"),
         (cmd(&["--ring-size", "3M"]), 2, "power of two"),
         (cmd(&["--duration", "soon"]), 2, "--duration"),
-        (cmd(&["--btf", "/nonexistent-btf"]), 1, "no kernel BTF at /nonexistent-btf"),
+        (
+            cmd(&["--btf", "/nonexistent-btf"]),
+            1,
+            "no kernel BTF at /nonexistent-btf",
+        ),
         (
             {
                 let mut c = Command::new("setpriv");

@@ -55,8 +55,15 @@ fn mount_and_umount2() {
         {"op": "umount", "target": "/nonexistent-mnttrace", "flags": 0, "expect_errno": "ENOENT"},
     ]);
     let records = check_script(script);
-    let cut: Vec<&Value> = records.iter().filter(|r| r["truncated"] == json!(["data"])).collect();
-    assert_eq!(cut.len(), 1, "exactly the long data string is marked truncated");
+    let cut: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["truncated"] == json!(["data"]))
+        .collect();
+    assert_eq!(
+        cut.len(),
+        1,
+        "exactly the long data string is marked truncated"
+    );
 }
 
 #[test]

@@ -159,8 +159,8 @@ fn emit(ctx: &TracePointContext) -> u32 {
                     (*ev).str_len[i] = len as u16;
                     if len == STR_CAP - 1 {
                         // Full buffer: cut only if the string goes on.
-                        let next: u8 = bpf_probe_read_user((src + len as u64) as *const u8)
-                            .unwrap_or(0);
+                        let next: u8 =
+                            bpf_probe_read_user((src + len as u64) as *const u8).unwrap_or(0);
                         if next != 0 {
                             (*ev).str_trunc |= 1 << i;
                         }
@@ -205,7 +205,13 @@ exit_probe!(exit_mount);
 // long sys_umount(char __user *name, int flags);   (umount2(2))
 #[tracepoint]
 pub fn enter_umount(ctx: TracePointContext) -> u32 {
-    stash(&ctx, call::UMOUNT, 2, Strs([Some(0), None, None, None]), [0; 4])
+    stash(
+        &ctx,
+        call::UMOUNT,
+        2,
+        Strs([Some(0), None, None, None]),
+        [0; 4],
+    )
 }
 exit_probe!(exit_umount);
 
@@ -272,7 +278,13 @@ exit_probe!(exit_clone3);
 // long sys_fsopen(const char __user *fs_name, unsigned int flags);
 #[tracepoint]
 pub fn enter_fsopen(ctx: TracePointContext) -> u32 {
-    stash(&ctx, call::FSOPEN, 2, Strs([Some(0), None, None, None]), [0; 4])
+    stash(
+        &ctx,
+        call::FSOPEN,
+        2,
+        Strs([Some(0), None, None, None]),
+        [0; 4],
+    )
 }
 exit_probe!(exit_fsopen);
 
@@ -282,8 +294,18 @@ exit_probe!(exit_fsopen);
 pub fn enter_fsconfig(ctx: TracePointContext) -> u32 {
     // FSCONFIG_SET_STRING = 1, SET_PATH = 3, SET_PATH_EMPTY = 4 carry a string value.
     let cmd = arg(&ctx, 1);
-    let value = if matches!(cmd, 1 | 3 | 4) { Some(3) } else { None };
-    stash(&ctx, call::FSCONFIG, 5, Strs([Some(2), value, None, None]), [0; 4])
+    let value = if matches!(cmd, 1 | 3 | 4) {
+        Some(3)
+    } else {
+        None
+    };
+    stash(
+        &ctx,
+        call::FSCONFIG,
+        5,
+        Strs([Some(2), value, None, None]),
+        [0; 4],
+    )
 }
 exit_probe!(exit_fsconfig);
 
@@ -306,7 +328,13 @@ exit_probe!(exit_move_mount);
 // long sys_open_tree(int dfd, const char __user *path, unsigned flags);
 #[tracepoint]
 pub fn enter_open_tree(ctx: TracePointContext) -> u32 {
-    stash(&ctx, call::OPEN_TREE, 3, Strs([Some(1), None, None, None]), [0; 4])
+    stash(
+        &ctx,
+        call::OPEN_TREE,
+        3,
+        Strs([Some(1), None, None, None]),
+        [0; 4],
+    )
 }
 exit_probe!(exit_open_tree);
 

@@ -41,7 +41,11 @@ enum Stop {
     ClosedOutput,
 }
 
-pub async fn run<W: Write>(cli: &Cli, tracefs: &Tracefs, mut out: Output<W>) -> anyhow::Result<Summary> {
+pub async fn run<W: Write>(
+    cli: &Cli,
+    tracefs: &Tracefs,
+    mut out: Output<W>,
+) -> anyhow::Result<Summary> {
     let filter = Filter::from_cli(cli);
     let offsets = offsets::from_file(&cli.btf)?;
     let loaded = loader::load(
@@ -100,7 +104,11 @@ pub async fn run<W: Write>(cli: &Cli, tracefs: &Tracefs, mut out: Output<W>) -> 
     };
     if let Err(e) = out.header() {
         if e.kind() == io::ErrorKind::BrokenPipe {
-            return Ok(Summary { reported: 0, lost: 0, closed_output: true });
+            return Ok(Summary {
+                reported: 0,
+                lost: 0,
+                closed_output: true,
+            });
         }
         return Err(e).context("writing output");
     }

@@ -85,18 +85,28 @@ fn major_after(text: &str, key: &str) -> Option<u32> {
 fn bpf_linker() -> Result<()> {
     let want = nightly_llvm()?;
     if want != LLVM {
-        bail!("the nightly toolchain uses LLVM {want}, but this project builds bpf-linker against Debian's LLVM {LLVM}; they must match");
+        bail!(
+            "the nightly toolchain uses LLVM {want}, but this project builds bpf-linker against Debian's LLVM {LLVM}; they must match"
+        );
     }
     if let Ok(v) = output(Command::new("bpf-linker").arg("--version")) {
-        match major_after(&v, "LLVM version:").or_else(|| linked_llvm()) {
+        match major_after(&v, "LLVM version:").or_else(linked_llvm) {
             Some(m) if m == want => return Ok(()),
-            Some(m) => eprintln!("xtask: bpf-linker uses LLVM {m}, nightly uses {want}: rebuilding"),
+            Some(m) => {
+                eprintln!("xtask: bpf-linker uses LLVM {m}, nightly uses {want}: rebuilding")
+            }
             None => eprintln!("xtask: cannot tell bpf-linker's LLVM: rebuilding"),
         }
     }
     eprintln!("xtask: building bpf-linker against LLVM {LLVM} (a few minutes, once)");
     run(Command::new("cargo")
-        .args(["install", "--force", "bpf-linker", "--no-default-features", "--features"])
+        .args([
+            "install",
+            "--force",
+            "bpf-linker",
+            "--no-default-features",
+            "--features",
+        ])
         .arg(format!("llvm-{LLVM}"))
         .env("LLVM_PREFIX", format!("/usr/lib/llvm-{LLVM}")))
 }
@@ -122,7 +132,10 @@ mod tests {
 
     #[test]
     fn llvm_major() {
-        assert_eq!(major_after("host: x\nLLVM version: 22.1.4\n", "LLVM version:"), Some(22));
+        assert_eq!(
+            major_after("host: x\nLLVM version: 22.1.4\n", "LLVM version:"),
+            Some(22)
+        );
         assert_eq!(major_after("nothing", "LLVM version:"), None);
     }
 }

@@ -78,6 +78,12 @@ fn suite() -> Result<()> {
     // Privileged tests: the real program in the real kernel.
     let bin = build_mnttrace(false)?;
     run(cargo()
-        .args(["test", "--package", "mnttrace-tests", "--", "--test-threads=2"])
+        .args([
+            "test",
+            "--package",
+            "mnttrace-tests",
+            "--",
+            "--test-threads=2",
+        ])
         .env("MNTTRACE_BIN", bin))
 }

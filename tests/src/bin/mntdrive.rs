@@ -115,14 +115,7 @@ fn step(s: &Value, rets: &[i64]) -> (i64, i64) {
                 let mut pipe = [0; 2];
                 assert_eq!(libc::pipe(pipe.as_mut_ptr()), 0);
                 let r = if op == "clone" {
-                    libc::syscall(
-                        libc::SYS_clone,
-                        flags | libc::SIGCHLD as u64,
-                        0,
-                        0,
-                        0,
-                        0,
-                    )
+                    libc::syscall(libc::SYS_clone, flags | libc::SIGCHLD as u64, 0, 0, 0, 0)
                 } else {
                     let args = CloneArgs {
                         flags,
@@ -157,7 +150,14 @@ fn step(s: &Value, rets: &[i64]) -> (i64, i64) {
             }
             "fsconfig" => {
                 let (k, v) = (cstr(s, "key"), cstr(s, "value"));
-                libc::syscall(libc::SYS_fsconfig, i("fd"), i("cmd"), ptr(&k), ptr(&v), i("aux"))
+                libc::syscall(
+                    libc::SYS_fsconfig,
+                    i("fd"),
+                    i("cmd"),
+                    ptr(&k),
+                    ptr(&v),
+                    i("aux"),
+                )
             }
             "fsmount" => libc::syscall(libc::SYS_fsmount, i("fd"), i("flags"), i("attr_flags")),
             "move_mount" => {
@@ -221,7 +221,9 @@ fn errno() -> i64 {
 }
 
 fn main() {
-    let path = std::env::args().nth(1).expect("usage: mntdrive SCRIPT.json");
+    let path = std::env::args()
+        .nth(1)
+        .expect("usage: mntdrive SCRIPT.json");
     let text = std::fs::read_to_string(&path).expect("read script");
     let script: Vec<Value> = serde_json::from_str(&text).expect("script is a JSON array");
     // SAFETY: plain syscalls.
@@ -253,9 +255,7 @@ fn main() {
         let after = CHILD_NS.with(|c| c.get());
         let after = if after != 0 { after } else { ns_inode() };
         rets.push(ret);
-        let errno = (ret < 0).then(|| {
-            format!("{:?}", nix::errno::Errno::from_raw(-ret as i32))
-        });
+        let errno = (ret < 0).then(|| format!("{:?}", nix::errno::Errno::from_raw(-ret as i32)));
         let rec = json!({
             "step": n, "op": s["op"], "ret": ret, "errno": errno, "tid": tid,
             "mntns_before": before, "mntns_after": after, "child_tid": child,

@@ -26,7 +26,11 @@ pub const SYSCALLS: &[(&str, &str, &str)] = &[
     ("fsmount", "enter_fsmount", "exit_fsmount"),
     ("move_mount", "enter_move_mount", "exit_move_mount"),
     ("open_tree", "enter_open_tree", "exit_open_tree"),
-    ("open_tree_attr", "enter_open_tree_attr", "exit_open_tree_attr"),
+    (
+        "open_tree_attr",
+        "enter_open_tree_attr",
+        "exit_open_tree_attr",
+    ),
     ("mount_setattr", "enter_mount_setattr", "exit_mount_setattr"),
 ];
 
@@ -98,10 +102,22 @@ pub fn load(opts: &LoadOptions, tracefs: &Tracefs) -> Result<Loaded, LoadError> 
     fork.attach("sched_process_fork")
         .map_err(|source| program_err("fork", source))?;
 
-    let ring = RingBuf::try_from(ebpf.take_map("EVENTS").ok_or(LoadError::Missing("map EVENTS"))?)
-        .map_err(|source| LoadError::Map { name: "EVENTS", source })?;
-    let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").ok_or(LoadError::Missing("map DROPS"))?)
-        .map_err(|source| LoadError::Map { name: "DROPS", source })?;
+    let ring = RingBuf::try_from(
+        ebpf.take_map("EVENTS")
+            .ok_or(LoadError::Missing("map EVENTS"))?,
+    )
+    .map_err(|source| LoadError::Map {
+        name: "EVENTS",
+        source,
+    })?;
+    let drops = PerCpuArray::try_from(
+        ebpf.take_map("DROPS")
+            .ok_or(LoadError::Missing("map DROPS"))?,
+    )
+    .map_err(|source| LoadError::Map {
+        name: "DROPS",
+        source,
+    })?;
     Ok(Loaded {
         ebpf,
         ring,

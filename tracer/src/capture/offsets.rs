@@ -14,7 +14,9 @@ pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OffsetsError {
-    #[error("no kernel BTF at {path}: {reason} (mnttrace needs a kernel built with CONFIG_DEBUG_INFO_BTF)")]
+    #[error(
+        "no kernel BTF at {path}: {reason} (mnttrace needs a kernel built with CONFIG_DEBUG_INFO_BTF)"
+    )]
     NoBtf { path: String, reason: String },
     #[error("kernel BTF at {path} is unreadable: {reason}")]
     BadBtf { path: String, reason: String },
@@ -79,7 +81,7 @@ impl Resolver {
                 ty = self.strip(member_ty).ok_or_else(no_member)?;
             }
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(OffsetsError::Bitfield(format!("{strukt}.{path}")));
         }
         Ok(bits / 8)
@@ -109,12 +111,11 @@ impl Resolver {
             if mname == name {
                 return Some((m.bit_offset(), mty));
             }
-            if mname.is_empty() {
-                if let Some(inner) = self.strip(mty) {
-                    if let Some((off, t)) = self.find_member(&inner, name) {
-                        return Some((m.bit_offset() + off, t));
-                    }
-                }
+            if mname.is_empty()
+                && let Some(inner) = self.strip(mty)
+                && let Some((off, t)) = self.find_member(&inner, name)
+            {
+                return Some((m.bit_offset() + off, t));
             }
         }
         None
@@ -149,7 +150,10 @@ mod tests {
         assert_eq!(o.magic, Offsets::MAGIC);
         assert_ne!(o, Offsets::POISON);
         assert!(o.nsproxy_mnt_ns > 0, "nsproxy.mnt_ns follows the refcount");
-        assert!(o.task_tgid == o.task_pid + 4, "tgid follows pid in task_struct");
+        assert!(
+            o.task_tgid == o.task_pid + 4,
+            "tgid follows pid in task_struct"
+        );
     }
 
     #[test]
@@ -162,6 +166,9 @@ mod tests {
             err.to_string(),
             "kernel BTF: struct task_struct has no member no_such_member"
         );
-        assert!(matches!(r.offset("no_such_struct_xyz", "a"), Err(OffsetsError::NoStruct(_))));
+        assert!(matches!(
+            r.offset("no_such_struct_xyz", "a"),
+            Err(OffsetsError::NoStruct(_))
+        ));
     }
 }

@@ -38,7 +38,11 @@ pub fn check(need_sys_admin: bool) -> Result<(), MissingCaps> {
         return Ok(());
     }
     Err(MissingCaps {
-        needed: needed.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+        needed: needed
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", "),
         missing: missing.join(", "),
     })
 }

@@ -16,11 +16,15 @@ const TRACEFS_LEGACY: &str = "/sys/kernel/debug/tracing";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TracefsError {
-    #[error("tracefs is not mounted and mnttrace cannot make a private mount namespace for it: unshare(CLONE_NEWNS): {0}")]
+    #[error(
+        "tracefs is not mounted and mnttrace cannot make a private mount namespace for it: unshare(CLONE_NEWNS): {0}"
+    )]
     Unshare(nix::Error),
     #[error("tracefs is not mounted and mnttrace cannot isolate its own mounts: {0}")]
     Isolate(nix::Error),
-    #[error("tracefs is not available: mount -t tracefs on {TRACEFS} failed: {0} (kernel without CONFIG_TRACING?)")]
+    #[error(
+        "tracefs is not available: mount -t tracefs on {TRACEFS} failed: {0} (kernel without CONFIG_TRACING?)"
+    )]
     Mount(nix::Error),
 }
 

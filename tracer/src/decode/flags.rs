@@ -241,7 +241,10 @@ mod tests {
             assert_eq!(decode_mount(v), [n]);
         }
         assert_eq!(decode(libc::AT_RECURSIVE as u64, AT), ["AT_RECURSIVE"]);
-        assert_eq!(decode(libc::O_CLOEXEC as u64, OPEN_TREE), ["OPEN_TREE_CLOEXEC"]);
+        assert_eq!(
+            decode(libc::O_CLOEXEC as u64, OPEN_TREE),
+            ["OPEN_TREE_CLOEXEC"]
+        );
         assert_eq!(fsconfig_cmd(6), "FSCONFIG_CMD_CREATE");
         assert_eq!(join(&[]), "0");
     }

@@ -132,7 +132,10 @@ pub fn syscall(e: &Event, id: u64, clock: &Clock) -> Option<Syscall> {
         }
         Call::Fsopen => {
             push("fs_name", r.str_arg(0, 0));
-            push("flags", fl(r.arg(1), flags::decode(r.arg(1), flags::FSOPEN)));
+            push(
+                "flags",
+                fl(r.arg(1), flags::decode(r.arg(1), flags::FSOPEN)),
+            );
         }
         Call::Fsconfig => {
             push("fd", Value::Int(r.int(0)));
@@ -146,13 +149,20 @@ pub fn syscall(e: &Event, id: u64, clock: &Clock) -> Option<Syscall> {
             push("key", r.str_arg(0, 2));
             push(
                 "value",
-                if r.has_string(1) { r.string(1) } else { Value::Null },
+                if r.has_string(1) {
+                    r.string(1)
+                } else {
+                    Value::Null
+                },
             );
             push("aux", Value::Int(r.int(4)));
         }
         Call::Fsmount => {
             push("fd", Value::Int(r.int(0)));
-            push("flags", fl(r.arg(1), flags::decode(r.arg(1), flags::FSMOUNT)));
+            push(
+                "flags",
+                fl(r.arg(1), flags::decode(r.arg(1), flags::FSMOUNT)),
+            );
             let a = r.arg(2);
             push("attr_flags", fl(a, flags::decode(a, flags::MOUNT_ATTR)));
         }
@@ -182,7 +192,10 @@ pub fn syscall(e: &Event, id: u64, clock: &Clock) -> Option<Syscall> {
                     let [set, clr, prop, userns] = e.aux;
                     push("attr_set", fl(set, flags::decode(set, flags::MOUNT_ATTR)));
                     push("attr_clr", fl(clr, flags::decode(clr, flags::MOUNT_ATTR)));
-                    push("propagation", fl(prop, flags::decode(prop, flags::PROPAGATION)));
+                    push(
+                        "propagation",
+                        fl(prop, flags::decode(prop, flags::PROPAGATION)),
+                    );
                     push("userns_fd", Value::Int(userns as i64));
                 }
             }

@@ -85,14 +85,19 @@ mod tests {
             truncated: false,
             unreadable: false,
         };
-        resolve(std::process::id(), AT_FDCWD, &v, &mut |n, v| got.push((n, v)), "p");
-        let Some((
+        resolve(
+            std::process::id(),
+            AT_FDCWD,
+            &v,
+            &mut |n, v| got.push((n, v)),
             "p",
-            Value::Str { bytes, .. },
-        )) = got.pop()
-        else {
+        );
+        let Some(("p", Value::Str { bytes, .. })) = got.pop() else {
             panic!("no resolution")
         };
-        assert_eq!(Path::new(std::str::from_utf8(&bytes).expect("utf8")), cwd.join("x/y"));
+        assert_eq!(
+            Path::new(std::str::from_utf8(&bytes).expect("utf8")),
+            cwd.join("x/y")
+        );
     }
 }

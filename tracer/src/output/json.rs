@@ -2,8 +2,8 @@
 //! docs/mnttrace-v1.schema.json).
 use serde_json::{Map, Value as J, json};
 
-use crate::record::{Lost, Record, Syscall, Value};
 use crate::decode::text::lossy;
+use crate::record::{Lost, Record, Syscall, Value};
 
 pub const SCHEMA: &str = "mnttrace/v1";
 
