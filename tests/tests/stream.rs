@@ -226,3 +226,39 @@ fn cmd(args: &[&str]) -> Command {
     c.args(args);
     c
 }
+
+/// --comm, --mntns, --uid, --call and --failed together: only the driver's
+/// failed umount2 calls in its own namespace pass.
+#[test]
+fn filters_combine() {
+    let t = tmpdir();
+    let d = t.path().display().to_string();
+    let mut drive = Drive::new(json!([
+        {"op": "mount", "source": "tmpfs", "target": d, "fstype": "tmpfs"},
+        {"op": "umount", "target": "/nonexistent-mnttrace", "flags": 0},
+        {"op": "umount", "target": d, "flags": 0},
+        {"op": "mount", "source": "tmpfs", "target": "/nonexistent-mnttrace", "fstype": "tmpfs"},
+        {"op": "umount", "target": "/nonexistent-mnttrace-2", "flags": 0},
+    ]));
+    let (ns, want_ns) = (drive.mntns.to_string(), drive.mntns);
+    let tracer = Tracer::start(&[
+        "--json", "--comm", "mntdrive", "--mntns", &ns, "--uid", "0", "--call", "umount2",
+        "--failed",
+    ]);
+    drive.go(5);
+    let records = tracer.wait_for(30, |r| syscalls_of(r, drive.pid).len() >= 2);
+    drive.finish();
+    let (status, out, _) = tracer.stop();
+    assert!(status.success());
+    let got: Vec<&Value> = records.iter().filter(|r| r["kind"] == "syscall").collect();
+    assert_eq!(got.len(), 2, "{out:?}");
+    for (r, target) in got
+        .iter()
+        .zip(["/nonexistent-mnttrace", "/nonexistent-mnttrace-2"])
+    {
+        assert_eq!(r["call"], "umount2");
+        assert_eq!(r["errno"], "ENOENT");
+        assert_eq!(r["args"]["target"], target);
+        assert_eq!(r["mntns_before"], want_ns);
+    }
+}

@@ -54,7 +54,7 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_ring_size)]
     pub ring_size: u32,
 
-    /// Colour in the human stream: only on a terminal and never with NO_COLOR, unless forced.
+    /// Colour in the human stream (auto: only on a terminal). Never with NO_COLOR set.
     #[arg(long, value_enum, default_value = "auto")]
     pub color: ColorChoice,
 

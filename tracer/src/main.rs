@@ -57,11 +57,13 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         .enable_all()
         .build()?;
     let stdout = std::io::stdout();
-    let color = match cli.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-    };
+    // NO_COLOR (no-color.org) wins over everything.
+    let color = std::env::var_os("NO_COLOR").is_none()
+        && match cli.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => stdout.is_terminal(),
+        };
     let format = if cli.json {
         Format::Json
     } else {
