@@ -322,3 +322,12 @@ pub fn check_script(script: Value) -> Vec<Value> {
 pub fn flags(raw: u64, names: &[&str]) -> Value {
     serde_json::json!({ "raw": raw, "names": names })
 }
+
+/// A temp dir for a test's mount points (mounted on only inside the driver's
+/// own namespace); removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("mnttrace-test-")
+        .tempdir()
+        .expect("temp dir")
+}

@@ -5,15 +5,8 @@ use std::{
     time::Duration,
 };
 
-use mnttrace_tests::{Drive, Tracer, mnttrace_bin, syscalls_of};
+use mnttrace_tests::{Drive, Tracer, mnttrace_bin, syscalls_of, tempdir};
 use serde_json::{Value, json};
-
-fn tmpdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("mnttrace-test-")
-        .tempdir()
-        .expect("temp dir")
-}
 
 /// A burst far past a tiny ring: every syscall is delivered or counted as
 /// lost, exactly (the --pid filter runs in the kernel, so only the driver's
@@ -22,7 +15,7 @@ fn tmpdir() -> tempfile::TempDir {
 fn burst_delivered_plus_lost_equals_made() {
     const PAIRS: usize = 2000;
     for (ring, expect_loss) in [("4K", true), ("16M", false)] {
-        let t = tmpdir();
+        let t = tempdir();
         let d = t.path().display().to_string();
         let mut script = Vec::new();
         for _ in 0..PAIRS {
@@ -67,7 +60,7 @@ fn burst_delivered_plus_lost_equals_made() {
 /// terminal, and the namespace change of unshare.
 #[test]
 fn human_stream() {
-    let t = tmpdir();
+    let t = tempdir();
     let d = t.path().display().to_string();
     let script = json!([
         {"op": "mount", "source": "tmpfs", "target": d, "fstype": "tmpfs", "data": "size=1m"},
@@ -114,7 +107,7 @@ fn human_stream() {
 /// --count and --duration end the stream by themselves with status 0.
 #[test]
 fn count_and_duration_exit_cleanly() {
-    let t = tmpdir();
+    let t = tempdir();
     let d = t.path().display().to_string();
     let mut drive = Drive::new(json!([
         {"op": "mount", "source": "tmpfs", "target": d, "fstype": "tmpfs"},
@@ -231,7 +224,7 @@ fn cmd(args: &[&str]) -> Command {
 /// failed umount2 calls in its own namespace pass.
 #[test]
 fn filters_combine() {
-    let t = tmpdir();
+    let t = tempdir();
     let d = t.path().display().to_string();
     let mut drive = Drive::new(json!([
         {"op": "mount", "source": "tmpfs", "target": d, "fstype": "tmpfs"},

@@ -1,7 +1,7 @@
 //! Every traced syscall, succeeding and failing, made by the driver inside a
 //! mount namespace of its own with mnttrace running; each record is held
 //! against what the kernel returned and what /proc/thread-self/ns/mnt said.
-use mnttrace_tests::{check_script, flags};
+use mnttrace_tests::{check_script, flags, tempdir};
 use serde_json::{Value, json};
 
 const MS_NOSUID: u64 = 2;
@@ -16,16 +16,9 @@ const MNT_DETACH: u64 = 2;
 const CLONE_NEWNS: u64 = 0x20000;
 const CLONE_FS: u64 = 0x200;
 
-fn tmp() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("mnttrace-test-")
-        .tempdir()
-        .expect("temp dir")
-}
-
 #[test]
 fn mount_and_umount2() {
-    let t = tmp();
+    let t = tempdir();
     let d = t.path().display().to_string();
     let long = format!("size=1m,{}", "x".repeat(600));
     let script = json!([
@@ -68,7 +61,7 @@ fn mount_and_umount2() {
 
 #[test]
 fn pivot_root() {
-    let t = tmp();
+    let t = tempdir();
     let d = t.path().display().to_string();
     let script = json!([
         {"op": "mount", "source": "tmpfs", "target": d, "fstype": "tmpfs"},
@@ -125,7 +118,7 @@ const AT_FDCWD: i64 = -100;
 
 #[test]
 fn new_mount_api() {
-    let t = tmp();
+    let t = tempdir();
     let d = t.path().display().to_string();
     let x = format!("{d}/x");
     let script = json!([
