@@ -150,7 +150,7 @@ fn signals_pipe_and_no_host_mount() {
         "tracefs leaked onto the host"
     );
     let (status, _, stderr) = {
-        let pid = nix::unistd::Pid::from_raw(tracer_pid(&tracer));
+        let pid = nix::unistd::Pid::from_raw(tracer.pid() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("kill");
         tracer.wait()
     };
@@ -171,10 +171,6 @@ fn signals_pipe_and_no_host_mount() {
     assert!(out.status.success(), "closed pipe: {:?}", out.status);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("error") && !err.contains("panick"), "{err}");
-}
-
-fn tracer_pid(t: &Tracer) -> i32 {
-    t.pid() as i32
 }
 
 /// Start-up failures: one line, non-zero status, no panic.
