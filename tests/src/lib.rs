@@ -10,6 +10,8 @@ use std::{
 
 use serde_json::Value;
 
+pub mod world;
+
 pub const SCHEMA: &str = include_str!("../../docs/mnttrace-v1.schema.json");
 
 /// Path of the mnttrace binary under test (set by `cargo xtask test`).
@@ -102,18 +104,7 @@ impl Tracer {
 
     /// Parsed JSON records so far, each validated against the shipped schema.
     pub fn records(&self) -> Vec<Value> {
-        let validator = validator();
-        self.stdout()
-            .iter()
-            .map(|l| {
-                let v: Value =
-                    serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
-                if let Err(e) = validator.validate(&v) {
-                    panic!("record does not match docs/mnttrace-v1.schema.json: {e}\n{l}");
-                }
-                v
-            })
-            .collect()
+        parse(&self.stdout())
     }
 
     /// Waits until `done(records)` holds; panics after `secs` with what was seen.
@@ -156,6 +147,22 @@ impl Drop for Tracer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// NDJSON lines, each validated against docs/mnttrace-v1.schema.json.
+pub fn parse(lines: &[String]) -> Vec<Value> {
+    let validator = validator();
+    lines
+        .iter()
+        .map(|l| {
+            let v: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+            if let Err(e) = validator.validate(&v) {
+                panic!("record does not match docs/mnttrace-v1.schema.json: {e}\n{l}");
+            }
+            v
+        })
+        .collect()
 }
 
 pub fn validator() -> jsonschema::Validator {

@@ -5,6 +5,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use std::os::fd::AsRawFd as _;
+
 use anyhow::Context as _;
 use tokio::{
     io::unix::AsyncFd,
@@ -21,7 +23,9 @@ use crate::{
     cli::Cli,
     decode::{self, Clock},
     filter::Filter,
+    model::{Model, Source},
     output::Output,
+    propagation::{self, Correlator, Mode, fanotify::Watcher},
     record::{Lost, Record},
 };
 
@@ -73,6 +77,7 @@ pub async fn run<W: Write>(
             }
         });
     }
+    let corr = correlator(cli, tracefs, filter.kernel_tgid())?;
     for call in &skipped {
         eprintln!("mnttrace: notice: this kernel has no tracepoint for {call}; it is not traced");
     }
@@ -87,6 +92,10 @@ pub async fn run<W: Write>(
     );
 
     let mut ring = readable(ring).context("watching the ring buffer")?;
+    let mut mount_events = match corr.watcher() {
+        Some(w) => Some(readable(FdRef(w.as_raw_fd())).context("watching fanotify")?),
+        None => None,
+    };
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut ticker = tokio::time::interval(LOSS_INTERVAL);
@@ -101,6 +110,7 @@ pub async fn run<W: Write>(
         reported: 0,
         limit: cli.count,
         losses: Losses::new(),
+        corr,
     };
     if let Err(e) = out.header() {
         if e.kind() == io::ErrorKind::BrokenPipe {
@@ -121,7 +131,18 @@ pub async fn run<W: Write>(
                 guard.clear_ready();
                 r
             }
-            _ = ticker.tick() => st.losses.report(&drops, &mut out).map(|_| None),
+            guard = readable_opt(&mut mount_events) => {
+                let mut guard = guard.context("fanotify")?;
+                st.corr.ingest();
+                guard.clear_ready();
+                Ok(None)
+            }
+            _ = ticker.tick() => st
+                .drain(ring.get_mut(), &mut out)
+                .and_then(|stop| match stop {
+                    Some(stop) => Ok(Some(stop)),
+                    None => st.tick(&drops, &mut out).map(|_| None),
+                }),
             _ = sigint.recv() => Ok(Some(Stop::Signal("SIGINT"))),
             _ = sigterm.recv() => Ok(Some(Stop::Signal("SIGTERM"))),
             _ = &mut deadline => Ok(Some(Stop::Done)),
@@ -140,7 +161,8 @@ pub async fn run<W: Write>(
     if !closed_output {
         let tail = st
             .drain(ring.get_mut(), &mut out)
-            .and_then(|_| st.losses.report(&drops, &mut out));
+            .and_then(|_| st.losses.report(&drops, &mut out))
+            .and_then(|_| st.finish(&mut out));
         match tail {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => closed_output = true,
             r => r.context("writing output")?,
@@ -162,7 +184,84 @@ fn readable<T: std::os::fd::AsRawFd>(inner: T) -> io::Result<AsyncFd<T>> {
         .map_err(|e| e.into_parts().1)
 }
 
+/// Wraps a descriptor owned elsewhere (the correlator's fanotify group),
+/// which outlives the registration.
+struct FdRef(std::os::fd::RawFd);
+
+impl std::os::fd::AsRawFd for FdRef {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
+}
+
+async fn readable_opt(
+    fd: &mut Option<AsyncFd<FdRef>>,
+) -> io::Result<tokio::io::unix::AsyncFdReadyMutGuard<'_, FdRef>> {
+    match fd {
+        Some(fd) => fd.readable_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Builds the model and picks how propagation is seen (`--propagation`).
+fn correlator(cli: &Cli, tracefs: &Tracefs, kernel_tgid: u32) -> anyhow::Result<Correlator> {
+    use std::os::unix::fs::MetadataExt as _;
+    let source = Source::detect();
+    // mnttrace's own namespace exists only to hold tracefs: not the user's.
+    let own = if tracefs.private {
+        std::fs::metadata("/proc/self/ns/mnt")
+            .map(|m| m.ino() as u32)
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let fanotify = || -> anyhow::Result<Watcher> {
+        if source != Source::Statmount {
+            anyhow::bail!("this kernel has no statmount(2)/listmount(2)");
+        }
+        Watcher::new().map_err(|e| match e {
+            nix::errno::Errno::EINVAL => {
+                anyhow::anyhow!("this kernel has no fanotify mount notifications (Linux 6.15+)")
+            }
+            e => anyhow::anyhow!("fanotify_init(FAN_REPORT_MNT): {e}"),
+        })
+    };
+    let (mode, watcher) = match cli.propagation {
+        propagation::Choice::Off => (Mode::Off, None),
+        propagation::Choice::Diff => (Mode::Diff, None),
+        propagation::Choice::Fanotify => (
+            Mode::Fanotify,
+            Some(fanotify().context("--propagation=fanotify")?),
+        ),
+        propagation::Choice::Auto => match fanotify() {
+            Ok(w) => (Mode::Fanotify, Some(w)),
+            Err(e) => {
+                eprintln!(
+                    "mnttrace: notice: {e:#}; propagation is seen by re-reading mount tables"
+                );
+                (Mode::Diff, None)
+            }
+        },
+    };
+    let model = match mode {
+        Mode::Off => Model::new(source, own),
+        _ => Model::load(source, own),
+    };
+    let corr = Correlator::new(model, mode, watcher, kernel_tgid);
+    match mode {
+        Mode::Off => eprintln!("mnttrace: propagation: off"),
+        m => eprintln!(
+            "mnttrace: propagation: {} ({} mount namespaces, tables from {})",
+            m.name(),
+            corr.model.namespaces().count(),
+            source.name()
+        ),
+    }
+    Ok(corr)
+}
+
 struct State {
+    corr: Correlator,
     filter: Filter,
     clock: Clock,
     next_id: u64,
@@ -191,7 +290,10 @@ impl State {
                 log::warn!("event with unknown call id {} skipped", raw.call);
                 continue;
             };
-            if !self.filter.matches(&sys) {
+            let effects = self.corr.on_syscall(&sys);
+            if !self.filter.matches(&sys)
+                && !effects.iter().any(|p| self.filter.wants_mntns(p.mntns))
+            {
                 continue;
             }
             if self.limit.is_some_and(|n| self.reported >= n) {
@@ -199,6 +301,9 @@ impl State {
                 break;
             }
             out.write(&Record::Syscall(sys))?;
+            for p in effects {
+                out.write(&Record::Propagated(p))?;
+            }
             self.reported += 1;
             if self.limit.is_some_and(|n| self.reported >= n) {
                 stop = Some(Stop::Done);
@@ -207,6 +312,48 @@ impl State {
         }
         out.flush()?;
         Ok(stop)
+    }
+}
+
+impl State {
+    /// Once a second: losses, mount events no syscall claimed, namespaces
+    /// that died or appeared.
+    fn tick<W: Write>(
+        &mut self,
+        drops: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
+        out: &mut Output<W>,
+    ) -> io::Result<()> {
+        self.losses.report(drops, out)?;
+        let (orphans, ended, lost) = self.corr.tick(true, true);
+        if let Some(lost) = lost {
+            out.write(&Record::Lost(lost))?;
+        }
+        self.unexplained(orphans, ended, out)
+    }
+
+    fn finish<W: Write>(&mut self, out: &mut Output<W>) -> io::Result<()> {
+        let (orphans, ended) = self.corr.finish();
+        self.unexplained(orphans, ended, out)
+    }
+
+    /// Mount changes no syscall claimed, and namespaces that died.
+    fn unexplained<W: Write>(
+        &mut self,
+        orphans: Vec<crate::record::Propagated>,
+        ended: Vec<crate::record::Ended>,
+        out: &mut Output<W>,
+    ) -> io::Result<()> {
+        for e in ended {
+            if self.filter.matches_ended(&e) {
+                out.write(&Record::Ended(e))?;
+            }
+        }
+        for p in orphans {
+            if self.filter.matches_unexplained(&p) {
+                out.write(&Record::Propagated(p))?;
+            }
+        }
+        out.flush()
     }
 }
 

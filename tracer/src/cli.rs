@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::decode::Call;
+use crate::{decode::Call, propagation::Choice};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -12,10 +12,20 @@ use crate::decode::Call;
     version,
     about = "Trace mount-related syscalls of every process, live, with their mount namespaces"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub view: Option<View>,
+
     /// One JSON object per line (schema mnttrace/v1, see docs/json.md).
     #[arg(long)]
     pub json: bool,
+
+    /// How mounts propagated into other namespaces and paths are seen: fanotify
+    /// mount notifications (Linux 6.15+), re-reading the mount tables a call can
+    /// reach (diff), or not at all. auto picks fanotify where the kernel has it.
+    #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
+    pub propagation: Choice,
 
     /// Only this process (thread-group id); repeatable. A single --pid is also
     /// applied in the kernel, so lost-event counts then concern it alone.
@@ -65,6 +75,36 @@ pub struct Cli {
     /// More diagnostics on stderr (-v: info, -vv: debug, including the kernel program's log).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// Views of the machine's mounts, instead of the live stream.
+#[derive(Debug, clap::Subcommand)]
+pub enum View {
+    /// Every mount namespace with its mount tree and propagation, and the
+    /// peer-group graph linking them.
+    Snapshot {
+        /// One JSON document (schema mnttrace/snapshot/v1).
+        #[arg(long, conflicts_with = "dot")]
+        json: bool,
+        /// The peer-group graph for Graphviz (`| dot -Tsvg > mounts.svg`).
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Where the kernel would propagate a mount made at PATH, and why it would
+    /// not reach each other namespace.
+    Explain {
+        /// Absolute path, as seen in the chosen namespace.
+        path: String,
+        /// The namespace of this process (default: mnttrace's own).
+        #[arg(long, value_name = "PID", conflicts_with = "mntns", value_parser = clap::value_parser!(u32).range(1..))]
+        pid: Option<u32>,
+        /// The namespace with this inode.
+        #[arg(long, value_name = "INODE", value_parser = clap::value_parser!(u32).range(1..))]
+        mntns: Option<u32>,
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -134,6 +174,10 @@ mod tests {
             &["mnttrace", "--pid", "abc"],
             &["mnttrace", "--duration", "soon"],
             &["mnttrace", "--count", "0"],
+            &["mnttrace", "--propagation", "sometimes"],
+            &["mnttrace", "explain"],
+            &["mnttrace", "explain", "/x", "--pid", "1", "--mntns", "2"],
+            &["mnttrace", "snapshot", "--json", "--dot"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?} accepted");
         }

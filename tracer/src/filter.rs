@@ -1,5 +1,9 @@
 //! Which records the user asked to see.
-use crate::{cli::Cli, decode::Call, record::Syscall};
+use crate::{
+    cli::Cli,
+    decode::Call,
+    record::{Ended, Propagated, Syscall},
+};
 
 #[derive(Debug, Default)]
 pub struct Filter {
@@ -35,6 +39,32 @@ impl Filter {
                 || self.mntns.contains(&s.mntns_before)
                 || self.mntns.contains(&s.mntns_after))
             && (!self.failed || s.failed())
+    }
+
+    /// Whether --mntns names this namespace: its propagated mounts are shown
+    /// whatever caused them.
+    pub fn wants_mntns(&self, ns: u32) -> bool {
+        self.mntns.contains(&ns)
+    }
+
+    /// Whether a mount change with no syscall seen is shown: only namespace and
+    /// pid filters can speak of it.
+    pub fn matches_unexplained(&self, p: &Propagated) -> bool {
+        self.comms.is_empty()
+            && self.calls.is_empty()
+            && self.uids.is_empty()
+            && !self.failed
+            && (self.mntns.is_empty() || self.mntns.contains(&p.mntns))
+            && (self.pids.is_empty() || p.cause_pid.is_some_and(|c| self.pids.contains(&c)))
+    }
+
+    pub fn matches_ended(&self, e: &Ended) -> bool {
+        self.comms.is_empty()
+            && self.calls.is_empty()
+            && self.uids.is_empty()
+            && !self.failed
+            && (self.mntns.is_empty() || self.mntns.contains(&e.mntns))
+            && (self.pids.is_empty() || e.pid.is_some_and(|c| self.pids.contains(&c)))
     }
 
     /// The one pid the kernel can filter on, if exactly one was given.

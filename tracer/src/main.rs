@@ -4,8 +4,11 @@ mod capture;
 mod cli;
 mod decode;
 mod filter;
+mod model;
 mod output;
+mod propagation;
 mod record;
+mod views;
 
 use std::io::{BufWriter, IsTerminal as _};
 
@@ -49,9 +52,15 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    if let Some(view) = &cli.view {
+        // Reading other namespaces' tables takes CAP_SYS_ADMIN, not BPF.
+        capture::privileges::check(capture::privileges::Need::Read)?;
+        views::run(view)?;
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
     // Before the runtime starts threads: tracefs may need a private mount
     // namespace, and unshare(2) only moves the calling thread.
-    capture::privileges::check(true)?;
+    capture::privileges::check(capture::privileges::Need::Trace)?;
     let tracefs = capture::tracefs::ensure()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,7 +1,10 @@
 //! What mnttrace reports: decoded, owned records, independent of output format.
 use std::time::SystemTime;
 
-use crate::decode::Call;
+use crate::{
+    decode::Call,
+    model::{Propagation, reach::Relation},
+};
 
 /// One argument value, typed so each output can render it faithfully.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,6 +83,8 @@ impl Syscall {
 pub enum LossReason {
     RingbufFull,
     EnterMapFull,
+    /// The kernel's fanotify queue overflowed: mount events were dropped.
+    FanotifyOverflow,
 }
 
 impl LossReason {
@@ -87,12 +92,14 @@ impl LossReason {
         match self {
             LossReason::RingbufFull => "ringbuf_full",
             LossReason::EnterMapFull => "enter_map_full",
+            LossReason::FanotifyOverflow => "fanotify_overflow",
         }
     }
     pub fn describe(self) -> &'static str {
         match self {
             LossReason::RingbufFull => "ring buffer full",
             LossReason::EnterMapFull => "per-thread enter map full",
+            LossReason::FanotifyOverflow => "fanotify mount-event queue overflowed",
         }
     }
 }
@@ -107,7 +114,102 @@ pub struct Lost {
     pub total: u64,
 }
 
+/// What happened to a mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Attached,
+    Detached,
+    /// Detached from one place and attached at another (move_mount, MS_MOVE, pivot_root).
+    Moved,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Attached => "attached",
+            Action::Detached => "detached",
+            Action::Moved => "moved",
+        }
+    }
+}
+
+/// How mnttrace knows of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Evidence {
+    /// The kernel told (fanotify event, or a re-read mount table), with the
+    /// mount looked up while it existed.
+    Observed,
+    /// The mount was gone before it could be looked up: where it was comes from
+    /// the model (its table before, or the propagation rules).
+    Derived,
+}
+
+impl Evidence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Evidence::Observed => "observed",
+            Evidence::Derived => "derived",
+        }
+    }
+}
+
+/// Which mechanism saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Fanotify,
+    Diff,
+    /// The first listing of a namespace that appeared while mnttrace ran.
+    Listing,
+}
+
+impl Via {
+    pub fn name(self) -> &'static str {
+        match self {
+            Via::Fanotify => "fanotify",
+            Via::Diff => "diff",
+            Via::Listing => "listing",
+        }
+    }
+}
+
+/// A mount attached to or detached from a namespace, because of a syscall
+/// (`cause`) or with none seen.
+#[derive(Clone, Debug)]
+pub struct Propagated {
+    pub time: SystemTime,
+    /// Id of the syscall record that caused it.
+    pub cause: Option<u64>,
+    /// The process the kernel names as the cause, when it names one.
+    pub cause_pid: Option<u32>,
+    pub mntns: u32,
+    pub mnt_id: u64,
+    /// Where, in `mntns`; None when neither the kernel nor the model can tell.
+    pub path: Option<String>,
+    /// For a move, where it was.
+    pub from_path: Option<String>,
+    pub action: Action,
+    pub relation: Option<Relation>,
+    pub propagation: Propagation,
+    pub fstype: String,
+    pub source: String,
+    pub evidence: Evidence,
+    pub via: Via,
+}
+
+/// A mount namespace whose last process left: the kernel detached all its
+/// mounts at once (not one syscall's doing, so not listed mount by mount).
+#[derive(Clone, Debug)]
+pub struct Ended {
+    pub time: SystemTime,
+    pub mntns: u32,
+    /// The process whose exit (or last setns/unshare) released it, as the kernel names it.
+    pub pid: Option<u32>,
+    pub mounts: usize,
+}
+
 pub enum Record {
     Syscall(Syscall),
+    Propagated(Propagated),
+    Ended(Ended),
     Lost(Lost),
 }

@@ -7,6 +7,10 @@
 //! step and prints one JSON line per step:
 //! `{"step","ret","errno","tid","mntns_before","mntns_after","child_tid"}`.
 //! Integer arguments may be `"$N"`: the return value of step N (an fd).
+//!
+//! `mntdrive --serve [--join PID]`: the same, one step per stdin line, each
+//! answered at once; with --join, in a namespace cloned from PID's with
+//! propagation unchanged instead of a private one.
 use std::{
     ffi::CString,
     io::{BufRead, Write},
@@ -206,6 +210,7 @@ fn step(s: &Value, rets: &[i64]) -> (i64, i64) {
                 let p = cstr(s, "path");
                 libc::mkdir(ptr(&p), 0o755) as i64
             }
+            "close" => libc::close(i("fd") as i32) as i64,
             other => panic!("unknown op {other}"),
         };
         (if r < 0 { -errno() } else { r }, 0)
@@ -220,12 +225,97 @@ fn errno() -> i64 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as i64
 }
 
+/// Runs step `s` and returns the result line the tests read.
+fn run(n: usize, s: &Value, rets: &mut Vec<i64>, tid: i32) -> Value {
+    CHILD_NS.with(|c| c.set(0));
+    let before = ns_inode();
+    let (ret, child) = step(s, rets);
+    let after = CHILD_NS.with(|c| c.get());
+    let after = if after != 0 { after } else { ns_inode() };
+    rets.push(ret);
+    let errno = (ret < 0).then(|| format!("{:?}", nix::errno::Errno::from_raw(-ret as i32)));
+    json!({
+        "step": n, "op": s["op"], "ret": ret, "errno": errno, "tid": tid,
+        "mntns_before": before, "mntns_after": after, "child_tid": child,
+    })
+}
+
+/// `--join PID`: a second namespace cloned from PID's with propagation
+/// unchanged (what `unshare -m --propagation unchanged` makes).
+fn join(pid: &str) {
+    let path = CString::new(format!("/proc/{pid}/ns/mnt")).expect("path");
+    // SAFETY: plain syscalls on a fresh fd.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        assert!(fd >= 0, "open {pid}'s mount namespace");
+        assert_eq!(libc::setns(fd, libc::CLONE_NEWNS), 0, "setns");
+        libc::close(fd);
+        assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0, "unshare");
+    }
+}
+
 fn main() {
-    let path = std::env::args()
-        .nth(1)
-        .expect("usage: mntdrive SCRIPT.json");
-    let text = std::fs::read_to_string(&path).expect("read script");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--serve [--join PID]`: steps come one JSON line at a time on stdin, each
+    // answered at once, so a test can interleave several drivers.
+    if args.first().map(String::as_str) == Some("--serve") {
+        match args.get(1).map(String::as_str) {
+            Some("--join") => join(args.get(2).expect("--join PID")),
+            _ => private_namespace(),
+        }
+        hello();
+        let mut rets = Vec::new();
+        let mut out = std::io::stdout().lock();
+        let tid = unsafe { libc::gettid() };
+        for (n, line) in std::io::stdin().lock().lines().enumerate() {
+            let line = line.expect("stdin");
+            let s: Value = serde_json::from_str(&line).expect("step is JSON");
+            // {"op":"batch","steps":[...]}: back to back, one array of results.
+            let rec = match s["steps"].as_array() {
+                Some(steps) if s["op"] == "batch" => {
+                    Value::Array(steps.iter().map(|s| run(n, s, &mut rets, tid)).collect())
+                }
+                _ => run(n, &s, &mut rets, tid),
+            };
+            writeln!(out, "{rec}").expect("stdout");
+            out.flush().expect("stdout");
+        }
+        return;
+    }
+    let path = args
+        .first()
+        .expect("usage: mntdrive SCRIPT.json | --serve [--join PID]");
+    let text = std::fs::read_to_string(path).expect("read script");
     let script: Vec<Value> = serde_json::from_str(&text).expect("script is a JSON array");
+    private_namespace();
+    hello();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).expect("stdin");
+
+    let tid = unsafe { libc::gettid() };
+    let mut out = std::io::stdout().lock();
+    let mut rets = Vec::new();
+    for (n, s) in script.iter().enumerate() {
+        let rec = run(n, s, &mut rets, tid);
+        writeln!(out, "{rec}").expect("stdout");
+        out.flush().expect("stdout");
+    }
+    // Stay alive (fds open, /proc readable) until the test has its records.
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut rest);
+}
+
+fn hello() {
+    let tid = unsafe { libc::gettid() };
+    let mut out = std::io::stdout().lock();
+    let hello = json!({"pid": std::process::id(), "tid": tid, "mntns": ns_inode()});
+    writeln!(out, "{hello}").expect("stdout");
+    out.flush().expect("stdout");
+}
+
+/// A fresh namespace of the driver's own, private throughout, so nothing it
+/// does reaches the host.
+fn private_namespace() {
     // SAFETY: plain syscalls.
     unsafe {
         assert_eq!(libc::unshare(libc::CLONE_NEWNS), 0, "unshare");
@@ -239,31 +329,4 @@ fn main() {
         );
         assert_eq!(r, 0, "make / rprivate");
     }
-    let tid = unsafe { libc::gettid() };
-    let mut out = std::io::stdout().lock();
-    let hello = json!({"pid": std::process::id(), "tid": tid, "mntns": ns_inode()});
-    writeln!(out, "{hello}").expect("stdout");
-    out.flush().expect("stdout");
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).expect("stdin");
-
-    let mut rets = Vec::new();
-    for (n, s) in script.iter().enumerate() {
-        CHILD_NS.with(|c| c.set(0));
-        let before = ns_inode();
-        let (ret, child) = step(s, &rets);
-        let after = CHILD_NS.with(|c| c.get());
-        let after = if after != 0 { after } else { ns_inode() };
-        rets.push(ret);
-        let errno = (ret < 0).then(|| format!("{:?}", nix::errno::Errno::from_raw(-ret as i32)));
-        let rec = json!({
-            "step": n, "op": s["op"], "ret": ret, "errno": errno, "tid": tid,
-            "mntns_before": before, "mntns_after": after, "child_tid": child,
-        });
-        writeln!(out, "{rec}").expect("stdout");
-        out.flush().expect("stdout");
-    }
-    // Stay alive (fds open, /proc readable) until the test has its records.
-    let mut rest = String::new();
-    let _ = std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut rest);
 }

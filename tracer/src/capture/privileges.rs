@@ -18,17 +18,26 @@ fn effective() -> Option<u64> {
     u64::from_str_radix(hex.trim(), 16).ok()
 }
 
-/// `need_sys_admin`: tracefs must be mounted privately (and, later, fanotify
-/// mount marks and statmount need it too).
-pub fn check(need_sys_admin: bool) -> Result<(), MissingCaps> {
+/// What mnttrace is about to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// The live stream: BPF programs, plus CAP_SYS_ADMIN for tracefs, fanotify
+    /// mount marks and other namespaces' tables.
+    Trace,
+    /// The views: other namespaces' tables only.
+    Read,
+}
+
+pub fn check(need: Need) -> Result<(), MissingCaps> {
     let Some(eff) = effective() else {
         // Cannot tell; let the kernel answer.
         return Ok(());
     };
-    let mut needed = vec![("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON)];
-    if need_sys_admin {
-        needed.push(("CAP_SYS_ADMIN", CAP_SYS_ADMIN));
-    }
+    let mut needed = match need {
+        Need::Trace => vec![("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON)],
+        Need::Read => vec![],
+    };
+    needed.push(("CAP_SYS_ADMIN", CAP_SYS_ADMIN));
     let missing: Vec<&str> = needed
         .iter()
         .filter(|(_, bit)| eff & (1 << bit) == 0)

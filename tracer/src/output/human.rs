@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use crate::decode::{flags::join, text::quoted};
-use crate::record::{Lost, Record, Syscall, Value};
+use crate::model::reach::Relation;
+use crate::record::{Evidence, Lost, Propagated, Record, Syscall, Value};
 
 pub struct Human {
     pub color: bool,
@@ -13,6 +14,7 @@ const RED: &str = "\x1b[31m";
 const BOLD: &str = "\x1b[1m";
 const YELLOW: &str = "\x1b[33m";
 const DIM: &str = "\x1b[2m";
+const CYAN: &str = "\x1b[36m";
 const RESET: &str = "\x1b[0m";
 
 pub const HEADER: &str = "TIME            COMM             PID      TID      MNTNS       CALL";
@@ -34,6 +36,71 @@ impl Human {
         match r {
             Record::Syscall(s) => self.syscall(s),
             Record::Lost(l) => self.lost(l),
+            Record::Propagated(p) => self.propagated(p),
+            Record::Ended(e) => self.paint(
+                DIM,
+                &format!(
+                    "{:<15} -- mnt:[{}] ended{}: its {} mounts went with it --",
+                    clock(e.time),
+                    e.mntns,
+                    e.pid
+                        .map(|p| format!(" (last released by pid {p})"))
+                        .unwrap_or_default(),
+                    e.mounts
+                ),
+            ),
+        }
+    }
+
+    /// `  ↳ mnt:[4026532201] /data/x  attached  (peer, shared:42)`, under its
+    /// syscall; with no syscall seen, a line of its own saying so.
+    pub fn propagated(&self, p: &Propagated) -> String {
+        let path = p.path.as_deref().map_or("?".to_string(), |s| {
+            quoted(s.as_bytes()).trim_matches('"').to_string()
+        });
+        let mut how = Vec::new();
+        let prop = &p.propagation;
+        match (p.relation, prop.master) {
+            (Some(Relation::Slave), Some(m)) => how.push(format!("slave of master:{m}")),
+            (Some(Relation::Slave), None) => how.push("slave".into()),
+            (Some(Relation::Peer), _) => how.push("peer".into()),
+            (Some(Relation::Own), _) | (None, _) => {}
+        }
+        if let Some(g) = prop.shared {
+            how.push(format!("shared:{g}"));
+        }
+        if p.relation != Some(Relation::Slave)
+            && let Some(m) = prop.master
+        {
+            how.push(format!("master:{m}"));
+        }
+        if prop.unbindable {
+            how.push("unbindable".into());
+        }
+        if how.is_empty() && p.evidence == Evidence::Observed {
+            how.push("private".into());
+        }
+        let mut line = format!("mnt:[{}] {path}  {}", p.mntns, p.action.name());
+        if let Some(from) = &p.from_path {
+            let _ = write!(line, " from {}", quoted(from.as_bytes()).trim_matches('"'));
+        }
+        if !how.is_empty() {
+            let _ = write!(line, "  ({})", how.join(", "));
+        }
+        if p.evidence == Evidence::Derived {
+            line.push_str("  [derived]");
+        }
+        let line = self.paint(CYAN, &line);
+        match p.cause {
+            Some(_) => format!("  ↳ {line}"),
+            None => format!(
+                "{:<15} {} {line}  [no syscall seen{}]",
+                clock(p.time),
+                self.paint(YELLOW, "?"),
+                p.cause_pid
+                    .map(|pid| format!("; the kernel names pid {pid}"))
+                    .unwrap_or_default()
+            ),
         }
     }
 

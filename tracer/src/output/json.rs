@@ -3,7 +3,7 @@
 use serde_json::{Map, Value as J, json};
 
 use crate::decode::text::lossy;
-use crate::record::{Lost, Record, Syscall, Value};
+use crate::record::{Lost, Propagated, Record, Syscall, Value};
 
 pub const SCHEMA: &str = "mnttrace/v1";
 
@@ -83,6 +83,38 @@ pub fn line(r: &Record) -> String {
     let v = match r {
         Record::Syscall(s) => syscall(s),
         Record::Lost(l) => lost(l),
+        Record::Propagated(p) => propagated(p),
+        Record::Ended(e) => json!({
+            "schema": SCHEMA,
+            "kind": "namespace_ended",
+            "time": rfc3339(e.time),
+            "mntns": e.mntns,
+            "pid": e.pid,
+            "mounts": e.mounts,
+        }),
     };
     v.to_string()
+}
+
+pub fn propagated(p: &Propagated) -> J {
+    json!({
+        "schema": SCHEMA,
+        "kind": "propagation",
+        "time": rfc3339(p.time),
+        "cause": p.cause,
+        "cause_pid": p.cause_pid,
+        "mntns": p.mntns,
+        "mnt_id": p.mnt_id,
+        "path": p.path,
+        "from_path": p.from_path,
+        "action": p.action.name(),
+        "relation": p.relation.map(|r| r.name()),
+        "shared": p.propagation.shared,
+        "master": p.propagation.master,
+        "unbindable": p.propagation.unbindable,
+        "fstype": p.fstype,
+        "source": p.source,
+        "evidence": p.evidence.name(),
+        "via": p.via.name(),
+    })
 }

@@ -1,0 +1,465 @@
+//! Every propagation scenario of SCENARIOS.md (S1–S8, R1–R4), in both
+//! propagation modes, against the kernel: after each step, mnttrace's
+//! propagation records must equal the change of each namespace's mountinfo,
+//! and `explain` must have predicted where the mount went.
+use mnttrace_tests::{
+    Tracer, tempdir,
+    world::{Outcome, World, bind, make, mkdir, tmpfs, umount},
+};
+use serde_json::{Value, json};
+
+/// The scenario's stated answer: (namespace index, path, action) for each change.
+fn expect(w: &World, out: &Outcome, want: &[(usize, &str, &str)]) {
+    let mut want: Vec<(u64, String, String)> = want
+        .iter()
+        .map(|(i, p, a)| (w.nss[*i].mntns, p.to_string(), a.to_string()))
+        .collect();
+    want.sort();
+    let mut got: Vec<(u64, String, String)> = out
+        .kernel
+        .iter()
+        .map(|c| (c.mntns, c.path.clone(), c.action.to_string()))
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "the kernel did not answer as SCENARIOS.md says");
+}
+
+struct Dirs {
+    _tmp: tempfile::TempDir,
+    x: String,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        let tmp = tempdir();
+        let x = format!("{}/X", tmp.path().display());
+        Dirs { _tmp: tmp, x }
+    }
+    fn at(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.x)
+    }
+}
+
+/// ns1 with tmpfs X holding directories `subdirs`.
+fn x_in_fresh(w: &mut World, d: &Dirs, subdirs: &[&str]) -> usize {
+    let a = w.fresh();
+    w.step(a, mkdir(&d.x));
+    w.step(a, tmpfs("X", &d.x));
+    for s in subdirs {
+        w.step(a, mkdir(&d.at(s)));
+    }
+    a
+}
+
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod fanotify {
+            $( #[test] fn $name() { super::$name("fanotify") } )*
+        }
+        mod diff {
+            $( #[test] fn $name() { super::$name("diff") } )*
+        }
+    };
+}
+
+both_modes!(
+    s1_r4_shared_between_namespaces,
+    r1_umount_leaves_every_namespace,
+    s2_bind_peers_in_one_namespace,
+    s3_slave_namespace,
+    s4_slave_bind,
+    s5_private_namespace,
+    s6_private_bind,
+    s7_unbindable_namespace,
+    s8_bind_of_unbindable_fails,
+    r2_slave_and_shared_chain,
+    r3_recursive_propagation_change,
+    namespace_made_before_mnttrace_is_known,
+    umount_tree_with_copies,
+    umount_with_busy_copy,
+    two_processes_at_once,
+);
+
+/// S1 set-up: X shared in ns1, ns2 = clone (made while mnttrace runs).
+fn s1_setup(w: &mut World, d: &Dirs) -> (usize, usize) {
+    let a = x_in_fresh(w, d, &["B", "C"]);
+    w.step(a, make(&d.x, "shared", false));
+    let b = w.clone_of(a);
+    (a, b)
+}
+
+fn s1_r4_shared_between_namespaces(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let (a, b) = s1_setup(&mut w, &d);
+    let xb = d.at("B");
+    let out = w.predicted_step(a, tmpfs("D1", &xb));
+    expect(&w, &out, &[(a, &xb, "attached"), (b, &xb, "attached")]);
+    // R4: the new mount is shared, in a new peer group with its copy.
+    let x_group = w.nss[a]
+        .table()
+        .iter()
+        .find(|m| m.mount_point == d.x)
+        .and_then(|m| m.shared)
+        .expect("X is shared");
+    let own = out
+        .records
+        .iter()
+        .find(|r| r["mntns"] == w.nss[a].mntns)
+        .expect("own record");
+    let copy = out
+        .records
+        .iter()
+        .find(|r| r["mntns"] == w.nss[b].mntns)
+        .expect("copy record");
+    assert_eq!(own["relation"], "own", "{own}");
+    assert_eq!(copy["relation"], "peer", "{copy}");
+    let g = own["shared"].as_u64().expect("the new mount is shared");
+    assert_ne!(g, x_group, "a new peer group, not X's");
+    assert_eq!(copy["shared"], g, "the copy is in the same new group");
+
+    let xc = d.at("C");
+    let out = w.predicted_step(b, tmpfs("D2", &xc));
+    expect(&w, &out, &[(a, &xc, "attached"), (b, &xc, "attached")]);
+    w.finish();
+}
+
+fn r1_umount_leaves_every_namespace(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let (a, b) = s1_setup(&mut w, &d);
+    let xb = d.at("B");
+    w.step(a, tmpfs("D1", &xb));
+    let out = w.step(a, umount(&xb, 0));
+    expect(&w, &out, &[(a, &xb, "detached"), (b, &xb, "detached")]);
+    w.finish();
+}
+
+/// S2/S4/S6/S8 set-up: X/B a mount of its own, bound onto X/C.
+fn bound(w: &mut World, d: &Dirs, kind: &str) -> usize {
+    let a = x_in_fresh(w, d, &["B", "C"]);
+    w.step(a, bind(&d.at("B"), &d.at("B")));
+    w.step(a, make(&d.at("B"), kind, false));
+    w.step(a, mkdir(&d.at("B/D")));
+    w.step(a, mkdir(&d.at("B/E")));
+    w.step(a, bind(&d.at("B"), &d.at("C")));
+    a
+}
+
+fn s2_bind_peers_in_one_namespace(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let a = bound(&mut w, &d, "shared");
+    let out = w.predicted_step(a, tmpfs("D1", &d.at("B/D")));
+    expect(
+        &w,
+        &out,
+        &[(a, &d.at("B/D"), "attached"), (a, &d.at("C/D"), "attached")],
+    );
+    let out = w.predicted_step(a, tmpfs("D2", &d.at("C/E")));
+    expect(
+        &w,
+        &out,
+        &[(a, &d.at("C/E"), "attached"), (a, &d.at("B/E"), "attached")],
+    );
+    w.finish();
+}
+
+fn s3_slave_namespace(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let (a, b) = s1_setup(&mut w, &d);
+    w.step(b, make(&d.x, "slave", false));
+    let out = w.predicted_step(a, tmpfs("D1", &d.at("B")));
+    expect(
+        &w,
+        &out,
+        &[(a, &d.at("B"), "attached"), (b, &d.at("B"), "attached")],
+    );
+    let copy = out
+        .records
+        .iter()
+        .find(|r| r["mntns"] == w.nss[b].mntns)
+        .expect("copy");
+    assert_eq!(copy["relation"], "slave", "{copy}");
+    let out = w.predicted_step(b, tmpfs("D2", &d.at("C")));
+    expect(&w, &out, &[(b, &d.at("C"), "attached")]);
+    w.finish();
+}
+
+fn s4_slave_bind(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let a = bound(&mut w, &d, "shared");
+    w.step(a, make(&d.at("C"), "slave", false));
+    let out = w.predicted_step(a, tmpfs("D1", &d.at("B/D")));
+    expect(
+        &w,
+        &out,
+        &[(a, &d.at("B/D"), "attached"), (a, &d.at("C/D"), "attached")],
+    );
+    let out = w.predicted_step(a, tmpfs("D2", &d.at("C/E")));
+    expect(&w, &out, &[(a, &d.at("C/E"), "attached")]);
+    w.finish();
+}
+
+fn s5_private_namespace(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let a = x_in_fresh(&mut w, &d, &["B", "C"]);
+    let b = w.clone_of(a);
+    let out = w.predicted_step(a, tmpfs("D1", &d.at("B")));
+    expect(&w, &out, &[(a, &d.at("B"), "attached")]);
+    let out = w.predicted_step(b, tmpfs("D2", &d.at("C")));
+    expect(&w, &out, &[(b, &d.at("C"), "attached")]);
+    w.finish();
+}
+
+fn s6_private_bind(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let a = bound(&mut w, &d, "private");
+    let out = w.predicted_step(a, tmpfs("D1", &d.at("B/D")));
+    expect(&w, &out, &[(a, &d.at("B/D"), "attached")]);
+    let out = w.predicted_step(a, tmpfs("D2", &d.at("C/E")));
+    expect(&w, &out, &[(a, &d.at("C/E"), "attached")]);
+    w.finish();
+}
+
+fn s7_unbindable_namespace(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let a = x_in_fresh(&mut w, &d, &["B", "C"]);
+    w.step(a, make(&d.x, "unbindable", false));
+    let b = w.clone_of(a);
+    let out = w.predicted_step(a, tmpfs("D1", &d.at("B")));
+    expect(&w, &out, &[(a, &d.at("B"), "attached")]);
+    let out = w.predicted_step(b, tmpfs("D2", &d.at("C")));
+    expect(&w, &out, &[(b, &d.at("C"), "attached")]);
+    w.finish();
+}
+
+fn s8_bind_of_unbindable_fails(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let a = x_in_fresh(&mut w, &d, &["B", "C"]);
+    w.step(a, bind(&d.at("B"), &d.at("B")));
+    w.step(a, make(&d.at("B"), "unbindable", false));
+    let mut step = bind(&d.at("B"), &d.at("C"));
+    step["expect_errno"] = json!("EINVAL");
+    let out = w.step(a, step);
+    let sys = out.syscall.expect("the failed bind is reported");
+    assert_eq!(sys["ret"], -22, "{sys}");
+    assert_eq!(sys["errno"], "EINVAL", "{sys}");
+    assert!(out.records.is_empty() && out.kernel.is_empty());
+    w.finish();
+}
+
+fn r2_slave_and_shared_chain(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let (a, b) = s1_setup(&mut w, &d);
+    w.step(b, make(&d.x, "slave", false));
+    w.step(b, make(&d.x, "shared", false));
+    let c = w.clone_of(b);
+    let xb = d.at("B");
+    let out = w.predicted_step(a, tmpfs("D1", &xb));
+    expect(
+        &w,
+        &out,
+        &[
+            (a, &xb, "attached"),
+            (b, &xb, "attached"),
+            (c, &xb, "attached"),
+        ],
+    );
+    let xc = d.at("C");
+    let out = w.predicted_step(b, tmpfs("D2", &xc));
+    expect(&w, &out, &[(b, &xc, "attached"), (c, &xc, "attached")]);
+    w.finish();
+}
+
+fn flag_names(sys: &Value) -> Vec<String> {
+    sys["args"]["flags"]["names"]
+        .as_array()
+        .expect("flag names")
+        .iter()
+        .map(|n| n.as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+fn r3_recursive_propagation_change(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let a = x_in_fresh(&mut w, &d, &["B"]);
+    w.step(a, tmpfs("B", &d.at("B")));
+    let out = w.step(a, make(&d.x, "shared", true));
+    let sys = out.syscall.expect("reported");
+    assert_eq!(flag_names(&sys), ["MS_REC", "MS_SHARED"], "{sys}");
+    assert!(out.records.is_empty(), "a type change attaches nothing");
+    let b = w.clone_of(a);
+    w.step(a, mkdir(&d.at("B/d")));
+    // X/B became shared with X: the mount reaches ns2.
+    let out = w.predicted_step(a, tmpfs("d", &d.at("B/d")));
+    expect(
+        &w,
+        &out,
+        &[(a, &d.at("B/d"), "attached"), (b, &d.at("B/d"), "attached")],
+    );
+    let out = w.step(b, make(&d.x, "slave", true));
+    let sys = out.syscall.expect("reported");
+    assert_eq!(flag_names(&sys), ["MS_REC", "MS_SLAVE"], "{sys}");
+    w.step(b, mkdir(&d.at("B/e")));
+    let out = w.predicted_step(b, tmpfs("e", &d.at("B/e")));
+    expect(&w, &out, &[(b, &d.at("B/e"), "attached")]);
+    w.step(a, mkdir(&d.at("B/f")));
+    let out = w.predicted_step(a, tmpfs("f", &d.at("B/f")));
+    expect(
+        &w,
+        &out,
+        &[(a, &d.at("B/f"), "attached"), (b, &d.at("B/f"), "attached")],
+    );
+    w.finish();
+}
+
+fn namespace_made_before_mnttrace_is_known(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    let (a, b) = s1_setup(&mut w, &d);
+    w.trace();
+    let xb = d.at("B");
+    let out = w.predicted_step(a, tmpfs("D1", &xb));
+    expect(&w, &out, &[(a, &xb, "attached"), (b, &xb, "attached")]);
+    let out = w.step(b, umount(&xb, 0));
+    expect(&w, &out, &[(a, &xb, "detached"), (b, &xb, "detached")]);
+    w.finish();
+}
+
+const MNT_DETACH: i32 = 2;
+
+fn umount_tree_with_copies(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let (a, b) = s1_setup(&mut w, &d);
+    let (xb, sub, sub2) = (d.at("B"), d.at("B/sub"), d.at("B/sub2"));
+    w.step(a, tmpfs("D1", &xb));
+    w.step(a, mkdir(&sub));
+    w.step(a, mkdir(&sub2));
+    w.step(a, tmpfs("S", &sub));
+    w.step(a, tmpfs("S2", &sub2));
+    // Plain: a leaf and its copy.
+    let out = w.step(a, umount(&sub2, 0));
+    expect(&w, &out, &[(a, &sub2, "detached"), (b, &sub2, "detached")]);
+    // A tree with MNT_DETACH: every copy of every mount in it.
+    let out = w.step(a, umount(&xb, MNT_DETACH));
+    expect(
+        &w,
+        &out,
+        &[
+            (a, &xb, "detached"),
+            (b, &xb, "detached"),
+            (a, &sub, "detached"),
+            (b, &sub, "detached"),
+        ],
+    );
+    w.finish();
+}
+
+fn umount_with_busy_copy(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let (a, b) = s1_setup(&mut w, &d);
+    let xb = d.at("B");
+    w.step(a, tmpfs("D1", &xb));
+    // ns2 holds its copy busy.
+    w.step(b, json!({"op": "open", "path": xb}));
+    // Whatever the kernel answers (it refuses, or leaves the busy copy),
+    // mnttrace must report exactly what each namespace lost.
+    let mut plain = umount(&xb, 0);
+    plain["any_result"] = json!(true);
+    w.step(a, plain);
+    if w.nss[a].table().iter().any(|m| m.mount_point == xb) {
+        let out = w.step(a, umount(&xb, MNT_DETACH));
+        expect(&w, &out, &[(a, &xb, "detached"), (b, &xb, "detached")]);
+    }
+    w.finish();
+}
+
+fn two_processes_at_once(mode: &'static str) {
+    let (d1, d2) = (Dirs::new(), Dirs::new());
+    let mut w = World::new(mode);
+    w.trace();
+    let (a1, _) = s1_setup(&mut w, &d1);
+    let (a2, _) = s1_setup(&mut w, &d2);
+    let batch = |w: &mut World, a: usize, d: &Dirs| {
+        for i in 0..15 {
+            w.step(a, mkdir(&d.at(&format!("B/{i}"))));
+        }
+    };
+    batch(&mut w, a1, &d1);
+    batch(&mut w, a2, &d2);
+    let steps = |d: &Dirs| -> Vec<Value> {
+        (0..15)
+            .map(|i| tmpfs("T", &d.at(&format!("B/{i}"))))
+            .collect()
+    };
+    w.concurrently(vec![
+        (a1, d1.x.clone(), steps(&d1)),
+        (a2, d2.x.clone(), steps(&d2)),
+    ]);
+    w.finish();
+}
+
+/// The human stream shows each propagated mount under its syscall.
+#[test]
+fn human_stream_shows_propagation() {
+    let d = Dirs::new();
+    let mut w = World::new("fanotify");
+    let (a, b) = s1_setup(&mut w, &d);
+    let t = Tracer::start(&[
+        "--propagation",
+        "fanotify",
+        "--pid",
+        &w.nss[a].pid.to_string(),
+    ]);
+    let xb = d.at("B");
+    w.step(a, tmpfs("D1", &xb));
+    let group = w.nss[b]
+        .table()
+        .iter()
+        .find(|m| m.mount_point == xb)
+        .and_then(|m| m.shared)
+        .expect("the copy is shared");
+    let want = format!(
+        "  ↳ mnt:[{}] {xb}  attached  (peer, shared:{group})",
+        w.nss[b].mntns
+    );
+    let own = format!(
+        "  ↳ mnt:[{}] {xb}  attached  (shared:{group})",
+        w.nss[a].mntns
+    );
+    mnttrace_tests::world::eventually(20, &want, || {
+        let out = t.stdout();
+        out.iter().any(|l| *l == want) && out.iter().any(|l| *l == own)
+    });
+    let (status, stdout, _) = t.stop();
+    assert!(status.success());
+    let mount = stdout
+        .iter()
+        .position(|l| l.contains("mount(source=\"D1\""))
+        .expect("the mount line");
+    assert!(stdout[mount + 1].starts_with("  ↳ "), "{stdout:#?}");
+}

@@ -1,0 +1,239 @@
+//! mnttrace's model of the machine's mounts: every mount namespace, its mount
+//! table and the peer groups linking them, kept current as events arrive.
+pub mod mount;
+pub mod peers;
+pub mod reach;
+pub mod source;
+mod sys;
+pub mod table;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+pub use mount::{Mount, Propagation};
+pub use peers::{MountRef, PeerIndex};
+pub use source::{Found, Source, SourceError};
+pub use table::MountTable;
+
+#[derive(Debug)]
+pub struct Namespace {
+    pub found: Found,
+    pub table: MountTable,
+}
+
+/// What a fresh listing of a namespace changed in the model.
+#[derive(Debug, Default)]
+pub struct Change {
+    pub attached: Vec<Mount>,
+    pub detached: Vec<Mount>,
+    /// Same id, new mount point or parent.
+    pub moved: Vec<(Mount, Mount)>,
+    /// Same id and place, other propagation.
+    pub repropagated: Vec<Mount>,
+}
+
+impl Change {
+    pub fn is_empty(&self) -> bool {
+        self.attached.is_empty() && self.detached.is_empty() && self.moved.is_empty()
+    }
+}
+
+pub struct Model {
+    pub source: Source,
+    /// mnttrace's own namespace (made for tracefs), left out of the model.
+    skip: u32,
+    namespaces: BTreeMap<u32, Namespace>,
+    /// Mount id → the namespace holding it (ids are unique machine-wide).
+    owner: HashMap<u64, u32>,
+    peers: PeerIndex,
+}
+
+impl Model {
+    pub fn new(source: Source, skip: u32) -> Model {
+        Model {
+            source,
+            skip,
+            namespaces: BTreeMap::new(),
+            owner: HashMap::new(),
+            peers: PeerIndex::default(),
+        }
+    }
+
+    /// Every namespace on the machine, with its mounts.
+    pub fn load(source: Source, skip: u32) -> Model {
+        let mut m = Model::new(source, skip);
+        for f in source.discover(skip) {
+            if let Err(e) = m.add(f) {
+                log::debug!("mnt:[{}] not loaded: {e}", f.inode);
+            }
+        }
+        m
+    }
+
+    pub fn namespaces(&self) -> impl Iterator<Item = &Namespace> {
+        self.namespaces.values()
+    }
+
+    pub fn get(&self, inode: u32) -> Option<&Namespace> {
+        self.namespaces.get(&inode)
+    }
+
+    pub fn knows(&self, inode: u32) -> bool {
+        self.namespaces.contains_key(&inode)
+    }
+
+    /// Whether the model holds namespace `f` itself, not an earlier one that
+    /// died and whose inode number the kernel reused (the 64-bit id tells;
+    /// without one, whether the process it was read through is still in it).
+    pub fn is_current(&self, f: &Found) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        self.namespaces.get(&f.inode).is_some_and(|n| {
+            if n.found.ns_id != 0 {
+                n.found.ns_id == f.ns_id
+            } else {
+                std::fs::metadata(format!("/proc/{}/ns/mnt", n.found.pid))
+                    .is_ok_and(|m| m.ino() as u32 == f.inode)
+            }
+        })
+    }
+
+    pub fn skipped(&self) -> u32 {
+        self.skip
+    }
+
+    pub fn peers(&self) -> &PeerIndex {
+        &self.peers
+    }
+
+    pub fn by_ns_id(&self, ns_id: u64) -> Option<&Namespace> {
+        self.namespaces.values().find(|n| n.found.ns_id == ns_id)
+    }
+
+    /// Reads namespace `f` and puts it in the model (replacing what was known).
+    pub fn add(&mut self, f: Found) -> Result<&Namespace, SourceError> {
+        let mounts = self.source.list(&f)?;
+        self.forget(f.inode);
+        for m in &mounts {
+            self.owner.insert(m.id, f.inode);
+            self.peers.add(f.inode, m);
+        }
+        let ns = Namespace {
+            found: f,
+            table: MountTable::new(mounts),
+        };
+        Ok(self.namespaces.entry(f.inode).or_insert(ns))
+    }
+
+    /// Drops a namespace that no longer exists.
+    pub fn forget(&mut self, inode: u32) -> Option<Namespace> {
+        let ns = self.namespaces.remove(&inode)?;
+        for m in ns.table.iter() {
+            self.owner.remove(&m.id);
+            self.peers.remove(inode, m);
+        }
+        Some(ns)
+    }
+
+    /// Re-reads namespace `inode` and returns what changed since the model's copy.
+    pub fn refresh(&mut self, inode: u32) -> Result<Change, SourceError> {
+        let Some(old) = self.namespaces.get(&inode) else {
+            return Ok(Change::default());
+        };
+        let f = old.found;
+        let fresh = self.source.list(&f)?;
+        let mut change = Change::default();
+        let mut seen = BTreeSet::new();
+        for m in &fresh {
+            seen.insert(m.id);
+            match old.table.get(m.id) {
+                None => change.attached.push(m.clone()),
+                Some(o) if o.mount_point != m.mount_point || o.parent != m.parent => {
+                    change.moved.push((o.clone(), m.clone()))
+                }
+                Some(o) if o.propagation != m.propagation => change.repropagated.push(m.clone()),
+                Some(_) => {}
+            }
+        }
+        change.detached = old
+            .table
+            .iter()
+            .filter(|m| !seen.contains(&m.id))
+            .cloned()
+            .collect();
+        self.forget(inode);
+        for m in &fresh {
+            self.owner.insert(m.id, inode);
+            self.peers.add(inode, m);
+        }
+        self.namespaces.insert(
+            inode,
+            Namespace {
+                found: f,
+                table: MountTable::new(fresh),
+            },
+        );
+        Ok(change)
+    }
+
+    /// Where mount `id` is, if the model has it.
+    pub fn find(&self, id: u64) -> Option<(u32, &Mount)> {
+        let ns = *self.owner.get(&id)?;
+        Some((ns, self.namespaces.get(&ns)?.table.get(id)?))
+    }
+
+    /// Records a mount the kernel attached (or moved) in namespace `ns`.
+    pub fn attach(&mut self, ns: u32, m: Mount) {
+        if let Some((old_ns, _)) = self.find(m.id) {
+            self.detach(old_ns, m.id);
+        }
+        let Some(n) = self.namespaces.get_mut(&ns) else {
+            return;
+        };
+        self.owner.insert(m.id, ns);
+        self.peers.add(ns, &m);
+        n.table.insert(m);
+    }
+
+    /// Records that mount `id` left namespace `ns`; returns what it was.
+    pub fn detach(&mut self, ns: u32, id: u64) -> Option<Mount> {
+        let m = self.namespaces.get_mut(&ns)?.table.remove(id)?;
+        self.owner.remove(&id);
+        self.peers.remove(ns, &m);
+        Some(m)
+    }
+
+    /// Namespaces a mount change in `ns` can reach: `ns` itself and every
+    /// namespace holding a peer or (transitive) slave of one of its shared mounts.
+    pub fn reach(&self, ns: u32) -> BTreeSet<u32> {
+        let mut out = BTreeSet::from([ns]);
+        let Some(n) = self.namespaces.get(&ns) else {
+            return out;
+        };
+        let mut todo: Vec<u64> = n
+            .table
+            .iter()
+            .filter_map(|m| m.propagation.shared)
+            .collect();
+        let mut done = BTreeSet::new();
+        while let Some(g) = todo.pop() {
+            if !done.insert(g) {
+                continue;
+            }
+            for r in self.peers.peers(g) {
+                out.insert(r.ns);
+            }
+            for r in self.peers.slaves(g) {
+                out.insert(r.ns);
+                if let Some(m) = self.find(r.id).map(|(_, m)| m)
+                    && let Some(g2) = m.propagation.shared
+                {
+                    todo.push(g2);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn mount(&self, r: MountRef) -> Option<&Mount> {
+        self.namespaces.get(&r.ns)?.table.get(r.id)
+    }
+}

@@ -1,0 +1,531 @@
+//! The join: syscall records from the ring buffer on one side, mount events
+//! (fanotify) or re-read mount tables (diff) on the other, the model between.
+//!
+//! A fanotify event carries no timestamp, so each gets a window: it was
+//! queued after the previous read of the group began and before the read that
+//! returned it ended. It belongs to the syscall of the same process whose
+//! [enter, exit] overlaps that window; the kernel queues mount events before
+//! the syscall returns, so reading the group after a syscall's exit record
+//! finds all of its events.
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    fs::File,
+    os::fd::AsFd,
+    time::{Duration, SystemTime},
+};
+
+use super::{
+    Effect, Mode, effect,
+    fanotify::{self, FAN_MNT_ATTACH, FAN_MNT_DETACH, Watcher},
+    target,
+};
+use crate::{
+    model::{
+        Change, Model, Mount,
+        reach::{self, Relation},
+    },
+    record::{Action, Ended, Evidence, LossReason, Lost, Propagated, Syscall, Via},
+};
+
+/// How long an event may wait for its syscall once the ring buffer is idle.
+const ORPHAN_AFTER: Duration = Duration::from_secs(1);
+/// Recently detached mounts kept for late lookups.
+const GRAVEYARD: usize = 4096;
+
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// A mount event read from fanotify, not yet joined to its syscall.
+struct Pending {
+    pid: u32,
+    mnt_id: u64,
+    mask: u64,
+    /// Queued within (lo, hi], CLOCK_MONOTONIC ns.
+    lo: u64,
+    hi: u64,
+    /// Where it is now (attach, move), looked up when the event was read.
+    now: Option<(u32, Mount)>,
+    /// Where it was (detach, move), from the model.
+    was: Option<(u32, Mount)>,
+}
+
+pub struct Correlator {
+    pub model: Model,
+    mode: Mode,
+    watcher: Option<Watcher>,
+    pending: VecDeque<Pending>,
+    read_started: u64,
+    /// Only this process's syscalls reach us (kernel-side --pid); its events alone matter.
+    kernel_tgid: u32,
+    graveyard: HashMap<u64, (u32, Mount)>,
+    grave_order: VecDeque<u64>,
+    /// Namespaces torn down since the last tick.
+    ended: Vec<Ended>,
+    overflows: u64,
+    overflows_total: u64,
+    overflow_since: SystemTime,
+}
+
+impl Correlator {
+    pub fn new(model: Model, mode: Mode, watcher: Option<Watcher>, kernel_tgid: u32) -> Correlator {
+        let mut c = Correlator {
+            model,
+            mode,
+            watcher,
+            pending: VecDeque::new(),
+            read_started: monotonic_ns(),
+            kernel_tgid,
+            graveyard: HashMap::new(),
+            grave_order: VecDeque::new(),
+            ended: Vec::new(),
+            overflows: 0,
+            overflows_total: 0,
+            overflow_since: SystemTime::now(),
+        };
+        let inodes: Vec<u32> = c.model.namespaces().map(|n| n.found.inode).collect();
+        for ino in inodes {
+            c.watch(ino);
+        }
+        c
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn watcher(&self) -> Option<&Watcher> {
+        self.watcher.as_ref()
+    }
+
+    fn watch(&mut self, inode: u32) {
+        let Some(w) = &self.watcher else { return };
+        let Some(ns) = self.model.get(inode) else {
+            return;
+        };
+        let path = format!("/proc/{}/ns/mnt", ns.found.pid);
+        let r = File::open(&path)
+            .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+            .and_then(|f| w.watch(f.as_fd()));
+        if let Err(e) = r {
+            log::warn!("cannot watch mnt:[{inode}] through {path}: {e}");
+        }
+    }
+
+    /// Reads every queued mount event, looks each mount up while it exists and
+    /// applies it to the model.
+    pub fn ingest(&mut self) {
+        let Some(w) = &self.watcher else { return };
+        let started = monotonic_ns();
+        let events = match w.read() {
+            Ok(e) => e,
+            Err(e) => {
+                log::warn!("reading fanotify mount events: {e}");
+                return;
+            }
+        };
+        let hi = monotonic_ns();
+        let lo = self.read_started;
+        self.read_started = started;
+        let batch = self.pending.len();
+        let mut emptied: BTreeMap<u32, u32> = BTreeMap::new();
+        for ev in events {
+            let fanotify::Event::Mount { mask, pid, mnt_id } = ev else {
+                self.overflows += 1;
+                continue;
+            };
+            let was = if mask & FAN_MNT_DETACH != 0 {
+                let was = self.model.find(mnt_id).map(|(ns, m)| (ns, m.clone()));
+                if let Some((ns, _)) = &was {
+                    self.model.detach(*ns, mnt_id);
+                    if self.model.get(*ns).is_some_and(|n| n.table.len() == 0) {
+                        emptied.insert(*ns, pid);
+                    }
+                }
+                was.or_else(|| self.graveyard.get(&mnt_id).cloned())
+            } else {
+                None
+            };
+            if let Some((ns, m)) = &was {
+                self.bury(*ns, m.clone());
+            }
+            let now = if mask & FAN_MNT_ATTACH != 0 {
+                self.locate(mnt_id, was.as_ref().map(|(ns, _)| *ns))
+            } else {
+                None
+            };
+            if let Some((ns, m)) = &now {
+                self.model.attach(*ns, m.clone());
+            }
+            self.pending.push_back(Pending {
+                pid,
+                mnt_id,
+                mask,
+                lo,
+                hi,
+                now,
+                was,
+            });
+        }
+        for (ns, pid) in emptied {
+            self.teardown(ns, pid, batch);
+        }
+    }
+
+    /// A namespace all of whose mounts were detached by one process at once
+    /// died with its last process: one record, not one per mount.
+    fn teardown(&mut self, ns: u32, pid: u32, batch: usize) {
+        self.model.forget(ns);
+        let mut mounts = 0;
+        let mut keep = VecDeque::with_capacity(self.pending.len());
+        for (i, p) in self.pending.drain(..).enumerate() {
+            let here = p.was.as_ref().map(|(n, _)| *n);
+            let part = i >= batch
+                && p.pid == pid
+                && p.mask == FAN_MNT_DETACH
+                && (here == Some(ns) || here.is_none());
+            if part {
+                mounts += 1;
+            } else {
+                keep.push_back(p);
+            }
+        }
+        self.pending = keep;
+        if self.kernel_tgid == 0 || pid == self.kernel_tgid {
+            self.ended.push(Ended {
+                time: SystemTime::now(),
+                mntns: ns,
+                pid: (pid != 0).then_some(pid),
+                mounts,
+            });
+        }
+    }
+
+    fn bury(&mut self, ns: u32, m: Mount) {
+        if self.graveyard.insert(m.id, (ns, m.clone())).is_none() {
+            self.grave_order.push_back(m.id);
+        }
+        while self.grave_order.len() > GRAVEYARD {
+            if let Some(id) = self.grave_order.pop_front() {
+                self.graveyard.remove(&id);
+            }
+        }
+    }
+
+    /// Finds which namespace mount `id` is in now: statmount(2) needs the
+    /// namespace, and a fanotify event does not say which mark fired.
+    fn locate(&self, id: u64, hint: Option<u32>) -> Option<(u32, Mount)> {
+        let source = self.model.source;
+        let first = hint.and_then(|h| self.model.get(h));
+        first
+            .into_iter()
+            .chain(self.model.namespaces())
+            .find_map(|ns| source.stat(&ns.found, id).map(|m| (ns.found.inode, m)))
+    }
+
+    /// The propagation records of one syscall, the model brought up to date.
+    pub fn on_syscall(&mut self, s: &Syscall) -> Vec<Propagated> {
+        self.ingest();
+        let mut out = Vec::new();
+        match effect(s) {
+            Effect::None => {}
+            Effect::Namespace(pid) => out.extend(self.follow(pid, s)),
+            Effect::Propagation => {
+                for ns in self.model.reach(s.mntns_before) {
+                    // Types changed, not mounts: the model learns, nothing is reported.
+                    if let Err(e) = self.model.refresh(ns) {
+                        log::debug!("refreshing mnt:[{ns}]: {e}");
+                    }
+                }
+            }
+            Effect::Mounts => match self.mode {
+                Mode::Fanotify => out.extend(self.claim(s)),
+                Mode::Diff => out.extend(self.diff(s)),
+                Mode::Off => {}
+            },
+        }
+        out
+    }
+
+    /// Fanotify mode: the pending events this syscall caused.
+    fn claim(&mut self, s: &Syscall) -> Vec<Propagated> {
+        let enter = s.ktime_ns.saturating_sub(s.latency_ns);
+        let exit = s.ktime_ns;
+        let mut mine = Vec::new();
+        let mut rest = VecDeque::new();
+        for p in self.pending.drain(..) {
+            if p.pid == s.pid && p.hi >= enter && p.lo <= exit {
+                mine.push(p);
+            } else {
+                rest.push_back(p);
+            }
+        }
+        self.pending = rest;
+        let mut out: Vec<Propagated> = mine.iter().map(|p| self.record(p, Some(s))).collect();
+        self.derive(s, &mut out);
+        out
+    }
+
+    fn record(&self, p: &Pending, cause: Option<&Syscall>) -> Propagated {
+        let action = match (p.mask & FAN_MNT_ATTACH != 0, p.mask & FAN_MNT_DETACH != 0) {
+            (true, true) => Action::Moved,
+            (true, false) => Action::Attached,
+            _ => Action::Detached,
+        };
+        let at = p.now.as_ref().or(p.was.as_ref());
+        let (ns, m) = match at {
+            Some((ns, m)) => (*ns, Some(m)),
+            None => (0, None),
+        };
+        let path = m.map(|m| m.mount_point.clone());
+        Propagated {
+            time: SystemTime::now(),
+            cause: cause.map(|s| s.id),
+            cause_pid: (p.pid != 0).then_some(p.pid),
+            mntns: ns,
+            mnt_id: p.mnt_id,
+            relation: match (cause, m, &path) {
+                (Some(s), Some(m), Some(path)) => Some(relation(s, ns, path, m)),
+                _ => None,
+            },
+            from_path: match action {
+                Action::Moved => p.was.as_ref().map(|(_, m)| m.mount_point.clone()),
+                _ => None,
+            },
+            path,
+            action,
+            propagation: m.map(|m| m.propagation).unwrap_or_default(),
+            fstype: m.map(|m| m.fstype.clone()).unwrap_or_default(),
+            source: m.map(|m| m.source.clone()).unwrap_or_default(),
+            evidence: if m.is_some() {
+                Evidence::Observed
+            } else {
+                Evidence::Derived
+            },
+            via: Via::Fanotify,
+        }
+    }
+
+    /// Places mounts that were gone before they could be looked up where the
+    /// propagation rules put a mount made at the syscall's target.
+    fn derive(&self, s: &Syscall, out: &mut [Propagated]) {
+        if out.iter().all(|p| p.path.is_some()) {
+            return;
+        }
+        let Some(path) = target(s) else { return };
+        let Ok(pred) = reach::predict(&self.model, s.mntns_before, &path) else {
+            return;
+        };
+        let taken: BTreeSet<(u32, String)> = out
+            .iter()
+            .filter_map(|p| Some((p.mntns, p.path.clone()?)))
+            .collect();
+        let mut free = pred
+            .targets
+            .iter()
+            .filter(|t| !taken.contains(&(t.ns, t.path.clone())));
+        let mut placed: BTreeMap<u64, (u32, String, Relation)> = BTreeMap::new();
+        for p in out.iter_mut().filter(|p| p.path.is_none()) {
+            let spot = match placed.get(&p.mnt_id) {
+                Some(spot) => Some(spot.clone()),
+                None => free.next().map(|t| (t.ns, t.path.clone(), t.relation)),
+            };
+            if let Some((ns, path, rel)) = spot {
+                placed.insert(p.mnt_id, (ns, path.clone(), rel));
+                p.mntns = ns;
+                p.path = Some(path);
+                p.relation = Some(rel);
+            }
+        }
+    }
+
+    /// Diff mode: re-reads the namespaces the call can reach.
+    fn diff(&mut self, s: &Syscall) -> Vec<Propagated> {
+        let mut out = Vec::new();
+        for ns in self.model.reach(s.mntns_before) {
+            match self.model.refresh(ns) {
+                Ok(change) => out.extend(self.changes(ns, &change, Some(s), Via::Diff)),
+                Err(e) => log::debug!("refreshing mnt:[{ns}]: {e}"),
+            }
+        }
+        out
+    }
+
+    fn changes(&self, ns: u32, c: &Change, cause: Option<&Syscall>, via: Via) -> Vec<Propagated> {
+        let rec = |m: &Mount, action, from: Option<String>| Propagated {
+            time: SystemTime::now(),
+            cause: cause.map(|s| s.id),
+            cause_pid: cause.map(|s| s.pid),
+            mntns: ns,
+            mnt_id: m.id,
+            path: Some(m.mount_point.clone()),
+            from_path: from,
+            action,
+            relation: cause.map(|s| relation(s, ns, &m.mount_point, m)),
+            propagation: m.propagation,
+            fstype: m.fstype.clone(),
+            source: m.source.clone(),
+            evidence: Evidence::Observed,
+            via,
+        };
+        let mut out: Vec<Propagated> = Vec::new();
+        out.extend(c.detached.iter().map(|m| rec(m, Action::Detached, None)));
+        out.extend(
+            c.moved
+                .iter()
+                .map(|(o, m)| rec(m, Action::Moved, Some(o.mount_point.clone()))),
+        );
+        out.extend(c.attached.iter().map(|m| rec(m, Action::Attached, None)));
+        out
+    }
+
+    /// A namespace the syscall moved into or created: watched at once, read,
+    /// and what happened in it before the watch reconciled against its parent.
+    fn follow(&mut self, pid: u32, s: &Syscall) -> Vec<Propagated> {
+        let Some(f) = self.model.source.identify(pid) else {
+            log::debug!("process {pid} left before its mount namespace could be read");
+            return Vec::new();
+        };
+        if self.model.is_current(&f) || f.inode == self.model.skipped() {
+            return Vec::new();
+        }
+        // Watch before listing: nothing falls between the two.
+        if let Err(e) = self.model.add(f) {
+            log::debug!("reading new mnt:[{}]: {e}", f.inode);
+            return Vec::new();
+        }
+        self.watch(f.inode);
+        if let Err(e) = self.model.refresh(f.inode) {
+            log::debug!("reading new mnt:[{}]: {e}", f.inode);
+        }
+        if s.call == crate::decode::Call::Setns {
+            return Vec::new();
+        }
+        self.reconcile(s.mntns_before, f.inode)
+    }
+
+    /// A new namespace starts as a copy of its parent; anything else in its
+    /// first listing happened before mnttrace watched it.
+    fn reconcile(&self, parent: u32, child: u32) -> Vec<Propagated> {
+        let (Some(p), Some(c)) = (self.model.get(parent), self.model.get(child)) else {
+            return Vec::new();
+        };
+        fn key(m: &Mount) -> (&str, &str, (u32, u32)) {
+            (&m.mount_point, &m.root, m.dev)
+        }
+        let mut copies: BTreeMap<(&str, &str, (u32, u32)), usize> = BTreeMap::new();
+        for m in p.table.iter() {
+            *copies.entry(key(m)).or_default() += 1;
+        }
+        let mut extra = Change::default();
+        for m in c.table.iter() {
+            match copies.get_mut(&key(m)) {
+                Some(n) if *n > 0 => *n -= 1,
+                _ => extra.attached.push(m.clone()),
+            }
+        }
+        for m in p.table.iter() {
+            if copies.get(&key(m)).is_some_and(|n| *n > 0) {
+                if let Some(n) = copies.get_mut(&key(m)) {
+                    *n -= 1;
+                }
+                extra.detached.push(m.clone());
+            }
+        }
+        self.changes(child, &extra, None, Via::Listing)
+    }
+
+    /// Periodic work: mount events no syscall claimed (once the ring is idle),
+    /// dead and newly found namespaces, fanotify queue overflows.
+    pub fn tick(
+        &mut self,
+        ring_idle: bool,
+        rescan: bool,
+    ) -> (Vec<Propagated>, Vec<Ended>, Option<Lost>) {
+        self.ingest();
+        let mut out = Vec::new();
+        let ended = std::mem::take(&mut self.ended);
+        if ring_idle {
+            let limit = monotonic_ns().saturating_sub(ORPHAN_AFTER.as_nanos() as u64);
+            while self.pending.front().is_some_and(|p| p.hi < limit) {
+                if let Some(p) = self.pending.pop_front() {
+                    if self.kernel_tgid == 0 || p.pid == self.kernel_tgid {
+                        out.push(self.record(&p, None));
+                    }
+                }
+            }
+        }
+        if rescan {
+            self.rescan();
+        }
+        let lost = (self.overflows > 0).then(|| {
+            self.overflows_total += self.overflows;
+            let l = Lost {
+                time: SystemTime::now(),
+                since: self.overflow_since,
+                reason: LossReason::FanotifyOverflow,
+                count: self.overflows,
+                total: self.overflows_total,
+            };
+            self.overflows = 0;
+            l
+        });
+        self.overflow_since = SystemTime::now();
+        if lost.is_some() {
+            // Events were dropped: the model re-reads everything.
+            let all: Vec<u32> = self.model.namespaces().map(|n| n.found.inode).collect();
+            for ns in all {
+                let _ = self.model.refresh(ns);
+            }
+        }
+        (out, ended, lost)
+    }
+
+    /// Everything still pending, at exit.
+    pub fn finish(&mut self) -> (Vec<Propagated>, Vec<Ended>) {
+        self.ingest();
+        let ended = std::mem::take(&mut self.ended);
+        let pending: Vec<Pending> = self.pending.drain(..).collect();
+        let out = pending
+            .iter()
+            .filter(|p| self.kernel_tgid == 0 || p.pid == self.kernel_tgid)
+            .map(|p| self.record(p, None))
+            .collect();
+        (out, ended)
+    }
+
+    fn rescan(&mut self) {
+        let found = self.model.source.discover(self.model.skipped());
+        let alive: BTreeSet<u32> = found.iter().map(|f| f.inode).collect();
+        let dead: Vec<u32> = self
+            .model
+            .namespaces()
+            .map(|n| n.found.inode)
+            .filter(|i| !alive.contains(i))
+            .collect();
+        for ns in dead {
+            log::debug!("mnt:[{ns}] is gone");
+            self.model.forget(ns);
+        }
+        for f in found {
+            if !self.model.is_current(&f) && self.model.add(f).is_ok() {
+                log::debug!("mnt:[{}] found by rescan", f.inode);
+                self.watch(f.inode);
+            }
+        }
+    }
+}
+
+/// How a mount at `path` in `ns` relates to the syscall that caused it.
+fn relation(s: &Syscall, ns: u32, path: &str, m: &Mount) -> Relation {
+    let home = ns == s.mntns_before || ns == s.mntns_after;
+    if home && target(s).as_deref() == Some(path) {
+        Relation::Own
+    } else if m.propagation.master.is_some() {
+        Relation::Slave
+    } else {
+        Relation::Peer
+    }
+}
