@@ -463,3 +463,76 @@ fn human_stream_shows_propagation() {
         .expect("the mount line");
     assert!(stdout[mount + 1].starts_with("  ↳ "), "{stdout:#?}");
 }
+
+/// A mount gone before mnttrace could look it up (mnttrace stopped while a
+/// mount and its unmount happen) is still reported, where the model places
+/// it, marked derived, each event linked to the right one of the two calls.
+#[test]
+fn gone_before_lookup_is_derived() {
+    let d = Dirs::new();
+    let mut w = World::new("fanotify");
+    w.trace();
+    let (a, b) = s1_setup(&mut w, &d);
+    let xb = d.at("B");
+    let tracer_pid = nix::unistd::Pid::from_raw(w.tracer.as_ref().expect("tracer").pid() as i32);
+    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let before = (w.nss[a].table(), w.nss[b].table());
+    let res = w.nss[a].run(&json!({"op": "batch", "steps": [tmpfs("D1", &xb), umount(&xb, 0)]}));
+    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    assert_eq!(
+        (w.nss[a].table(), w.nss[b].table()),
+        before,
+        "mounted and gone: {res}"
+    );
+    let pid = w.nss[a].pid;
+    let t = w.tracer.as_ref().expect("tracer");
+    let id_of = |rs: &[Value], call: &str| {
+        rs.iter()
+            .find(|r| {
+                r["kind"] == "syscall"
+                    && r["pid"] == pid
+                    && r["call"] == call
+                    && r["args"]["target"] == xb.as_str()
+            })
+            .map(|r| r["id"].clone())
+    };
+    let rs = t.wait_for(20, |rs| id_of(rs, "umount2").is_some());
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let rs = {
+        let _ = rs;
+        t.records()
+    };
+    for (call, action) in [("mount", "attached"), ("umount2", "detached")] {
+        let id = id_of(&rs, call).expect("syscall record");
+        let mut got: Vec<(u64, String, String, String)> = rs
+            .iter()
+            .filter(|r| r["kind"] == "propagation" && r["cause"] == id)
+            .map(|r| {
+                (
+                    r["mntns"].as_u64().unwrap_or(0),
+                    r["path"].as_str().unwrap_or("?").to_string(),
+                    r["action"].as_str().unwrap_or("?").to_string(),
+                    r["evidence"].as_str().unwrap_or("?").to_string(),
+                )
+            })
+            .collect();
+        got.sort();
+        let mut want = vec![
+            (
+                w.nss[a].mntns,
+                xb.clone(),
+                action.to_string(),
+                "derived".to_string(),
+            ),
+            (
+                w.nss[b].mntns,
+                xb.clone(),
+                action.to_string(),
+                "derived".to_string(),
+            ),
+        ];
+        want.sort();
+        assert_eq!(got, want, "{call}: {rs:#?}");
+    }
+    w.finish();
+}

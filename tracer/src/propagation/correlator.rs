@@ -253,10 +253,11 @@ impl Correlator {
     fn claim(&mut self, s: &Syscall) -> Vec<Propagated> {
         let enter = s.ktime_ns.saturating_sub(s.latency_ns);
         let exit = s.ktime_ns;
+        let kinds = kinds(s);
         let mut mine = Vec::new();
         let mut rest = VecDeque::new();
         for p in self.pending.drain(..) {
-            if p.pid == s.pid && p.hi >= enter && p.lo <= exit {
+            if p.pid == s.pid && p.hi >= enter && p.lo <= exit && kinds.contains(&p.mask) {
                 mine.push(p);
             } else {
                 rest.push_back(p);
@@ -515,6 +516,25 @@ impl Correlator {
                 self.watch(f.inode);
             }
         }
+    }
+}
+
+/// The event masks a syscall can cause: a new mount only attaches, an
+/// unmount only detaches (a mount below it may fall onto its parent: a move),
+/// a move does all three. Keeps a burst of one process's calls apart when
+/// their events are read together.
+fn kinds(s: &Syscall) -> &'static [u64] {
+    const ATTACH: u64 = FAN_MNT_ATTACH;
+    const DETACH: u64 = FAN_MNT_DETACH;
+    const MOVE: u64 = FAN_MNT_ATTACH | FAN_MNT_DETACH;
+    let moving = match s.arg("flags") {
+        Some(crate::record::Value::Flags { raw, .. }) => raw & libc::MS_MOVE != 0,
+        _ => false,
+    };
+    match s.call {
+        crate::decode::Call::Mount if !moving => &[ATTACH],
+        crate::decode::Call::Umount => &[DETACH, MOVE],
+        _ => &[ATTACH, DETACH, MOVE],
     }
 }
 
