@@ -453,7 +453,7 @@ fn human_stream_shows_propagation() {
     );
     mnttrace_tests::world::eventually(20, &want, || {
         let out = t.stdout();
-        out.iter().any(|l| *l == want) && out.iter().any(|l| *l == own)
+        out.contains(&want) && out.contains(&own)
     });
     let (status, stdout, _) = t.stop();
     assert!(status.success());

@@ -31,12 +31,6 @@ pub struct Change {
     pub repropagated: Vec<Mount>,
 }
 
-impl Change {
-    pub fn is_empty(&self) -> bool {
-        self.attached.is_empty() && self.detached.is_empty() && self.moved.is_empty()
-    }
-}
-
 pub struct Model {
     pub source: Source,
     /// mnttrace's own namespace (made for tracefs), left out of the model.
@@ -77,10 +71,6 @@ impl Model {
         self.namespaces.get(&inode)
     }
 
-    pub fn knows(&self, inode: u32) -> bool {
-        self.namespaces.contains_key(&inode)
-    }
-
     /// Whether the model holds namespace `f` itself, not an earlier one that
     /// died and whose inode number the kernel reused (the 64-bit id tells;
     /// without one, whether the process it was read through is still in it).
@@ -102,10 +92,6 @@ impl Model {
 
     pub fn peers(&self) -> &PeerIndex {
         &self.peers
-    }
-
-    pub fn by_ns_id(&self, ns_id: u64) -> Option<&Namespace> {
-        self.namespaces.values().find(|n| n.found.ns_id == ns_id)
     }
 
     /// Reads namespace `f` and puts it in the model (replacing what was known).

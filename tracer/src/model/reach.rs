@@ -187,7 +187,6 @@ fn why_not(parent: &Mount, fs_path: &str, other: u32, model: &Model) -> String {
             parent.source, parent.fstype
         );
     };
-    let p = &m.propagation;
     let at = &m.mount_point;
     let mut reasons = BTreeMap::new();
     for m in &same {
@@ -218,7 +217,6 @@ fn why_not(parent: &Mount, fs_path: &str, other: u32, model: &Model) -> String {
         };
         reasons.insert(r, ());
     }
-    let _ = p;
     reasons.into_keys().collect::<Vec<_>>().join("; ")
 }
 

@@ -87,7 +87,6 @@ pub struct Stat {
     pub fstype: String,
     pub source: String,
     pub options: String,
-    pub mnt_attr: u64,
 }
 
 /// The 64-bit id of the mount namespace `nsfd` refers to (Linux 6.11+).
@@ -195,7 +194,6 @@ pub fn statmount(ns_id: u64, mnt_id: u64) -> Result<Stat, Errno> {
             fstype: text(STATMOUNT_FS_TYPE, head.fs_type),
             source: text(STATMOUNT_SB_SOURCE, head.sb_source),
             options: text(STATMOUNT_MNT_OPTS, head.mnt_opts),
-            mnt_attr: head.mnt_attr,
         });
     }
 }

@@ -1,7 +1,7 @@
 //! The mounts of one mount namespace, by id, with lookups by path.
 use std::collections::BTreeMap;
 
-use super::mount::{Mount, below};
+use super::mount::Mount;
 
 #[derive(Clone, Debug, Default)]
 pub struct MountTable {
@@ -80,12 +80,5 @@ impl MountTable {
         {
             self.walk(c, depth + 1, out);
         }
-    }
-
-    /// Mounts whose mount point is `path` or below it.
-    pub fn under<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a Mount> + 'a {
-        self.mounts
-            .values()
-            .filter(move |m| below(path, &m.mount_point).is_some())
     }
 }

@@ -92,10 +92,6 @@ impl Correlator {
         c
     }
 
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     pub fn watcher(&self) -> Option<&Watcher> {
         self.watcher.as_ref()
     }
@@ -451,10 +447,10 @@ impl Correlator {
         if ring_idle {
             let limit = monotonic_ns().saturating_sub(ORPHAN_AFTER.as_nanos() as u64);
             while self.pending.front().is_some_and(|p| p.hi < limit) {
-                if let Some(p) = self.pending.pop_front() {
-                    if self.kernel_tgid == 0 || p.pid == self.kernel_tgid {
-                        out.push(self.record(&p, None));
-                    }
+                if let Some(p) = self.pending.pop_front()
+                    && (self.kernel_tgid == 0 || p.pid == self.kernel_tgid)
+                {
+                    out.push(self.record(&p, None));
                 }
             }
         }

@@ -3,7 +3,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::{comm, mount_json};
+use super::comm;
 use crate::model::{Model, MountRef};
 
 pub const SCHEMA: &str = "mnttrace/snapshot/v1";
@@ -89,7 +89,6 @@ pub fn json(model: &Model) -> Value {
             })
         })
         .collect();
-    let _ = mount_json;
     json!({
         "schema": SCHEMA,
         "source": model.source.name(),
@@ -148,7 +147,7 @@ pub fn dot(model: &Model) -> String {
             let _ = writeln!(s, "  g{g} -> m{} [style=dashed, label=\"slave\"];", r.id);
         }
     }
-    s.push_str("}");
+    s.push('}');
     s
 }
 
