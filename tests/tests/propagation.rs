@@ -536,3 +536,100 @@ fn gone_before_lookup_is_derived() {
     }
     w.finish();
 }
+
+/// One process's calls read in one batch (mnttrace stopped meanwhile): each
+/// call gets its own mounts, in the kernel's order.
+#[test]
+fn one_process_burst_is_split_right() {
+    let d = Dirs::new();
+    let mut w = World::new("fanotify");
+    w.trace();
+    let (a, b) = s1_setup(&mut w, &d);
+    let (xb, xc) = (d.at("B"), d.at("C"));
+    let tracer_pid = nix::unistd::Pid::from_raw(w.tracer.as_ref().expect("tracer").pid() as i32);
+    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let res = w.nss[a].run(&json!({"op": "batch", "steps": [
+        tmpfs("D1", &xb), tmpfs("D2", &xc), umount(&xb, 0), tmpfs("D3", &xb),
+    ]}));
+    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    for r in res.as_array().expect("results") {
+        assert_eq!(r["ret"], 0, "{res}");
+    }
+    let pid = w.nss[a].pid;
+    let t = w.tracer.as_ref().expect("tracer");
+    let calls = |rs: &[Value]| -> Vec<Value> {
+        rs.iter()
+            .filter(|r| r["kind"] == "syscall" && r["pid"] == pid && r["ret"] == 0)
+            .filter(|r| r["call"] == "mount" || r["call"] == "umount2")
+            .filter(|r| r["args"]["flags"]["raw"] == 0)
+            .filter(|r| r["args"]["target"] == xb.as_str() || r["args"]["target"] == xc.as_str())
+            .cloned()
+            .collect()
+    };
+    let rs = t.wait_for(20, |rs| calls(rs).len() >= 4);
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let rs = {
+        let _ = rs;
+        t.records()
+    };
+    let calls = calls(&rs);
+    let (na, nb) = (w.nss[a].mntns, w.nss[b].mntns);
+    let want = [
+        (&xb, "attached"),
+        (&xc, "attached"),
+        (&xb, "detached"),
+        (&xb, "attached"),
+    ];
+    for (call, (path, action)) in calls.iter().zip(want) {
+        let mut got: Vec<(u64, String, String)> = rs
+            .iter()
+            .filter(|r| r["kind"] == "propagation" && r["cause"] == call["id"])
+            .map(|r| {
+                (
+                    r["mntns"].as_u64().unwrap_or(0),
+                    r["path"].as_str().unwrap_or("?").to_string(),
+                    r["action"].as_str().unwrap_or("?").to_string(),
+                )
+            })
+            .collect();
+        got.sort();
+        let mut exp = vec![
+            (na, path.clone(), action.to_string()),
+            (nb, path.clone(), action.to_string()),
+        ];
+        exp.sort();
+        assert_eq!(got, exp, "records of {call}");
+    }
+    w.finish();
+}
+
+/// --mntns N also shows a call made elsewhere whose mount arrived in N, and
+/// only such calls.
+#[test]
+fn mntns_filter_shows_what_arrives() {
+    let d = Dirs::new();
+    let mut w = World::new("fanotify");
+    let (a, b) = s1_setup(&mut w, &d);
+    let y = format!("{}/Y", d._tmp.path().display());
+    w.step(a, mkdir(&y));
+    let t = Tracer::start(&["--json", "--mntns", &w.nss[b].mntns.to_string()]);
+    w.step(a, tmpfs("private-Y", &y));
+    w.step(a, tmpfs("D1", &d.at("B")));
+    let pid = w.nss[a].pid;
+    let rs = t.wait_for(20, |rs| {
+        rs.iter()
+            .any(|r| r["kind"] == "propagation" && r["mntns"] == w.nss[b].mntns)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let rs = {
+        let _ = rs;
+        t.records()
+    };
+    let calls: Vec<&Value> = rs
+        .iter()
+        .filter(|r| r["kind"] == "syscall" && r["pid"] == pid)
+        .collect();
+    assert_eq!(calls.len(), 1, "{rs:#?}");
+    assert_eq!(calls[0]["args"]["source"], "D1");
+    assert_eq!(calls[0]["mntns_before"], w.nss[a].mntns);
+}

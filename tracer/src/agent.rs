@@ -291,9 +291,7 @@ impl State {
                 continue;
             };
             let effects = self.corr.on_syscall(&sys);
-            if !self.filter.matches(&sys)
-                && !effects.iter().any(|p| self.filter.wants_mntns(p.mntns))
-            {
+            if !self.filter.matches(&sys, &effects) {
                 continue;
             }
             if self.limit.is_some_and(|n| self.reported >= n) {

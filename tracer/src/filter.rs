@@ -27,7 +27,9 @@ impl Filter {
         }
     }
 
-    pub fn matches(&self, s: &Syscall) -> bool {
+    /// A syscall with the mounts it changed: --mntns also matches a call made
+    /// elsewhere whose mounts propagated into that namespace.
+    pub fn matches(&self, s: &Syscall, effects: &[Propagated]) -> bool {
         fn any<T: PartialEq>(set: &[T], v: &T) -> bool {
             set.is_empty() || set.contains(v)
         }
@@ -37,14 +39,9 @@ impl Filter {
             && any(&self.uids, &s.uid)
             && (self.mntns.is_empty()
                 || self.mntns.contains(&s.mntns_before)
-                || self.mntns.contains(&s.mntns_after))
+                || self.mntns.contains(&s.mntns_after)
+                || effects.iter().any(|p| self.mntns.contains(&p.mntns)))
             && (!self.failed || s.failed())
-    }
-
-    /// Whether --mntns names this namespace: its propagated mounts are shown
-    /// whatever caused them.
-    pub fn wants_mntns(&self, ns: u32) -> bool {
-        self.mntns.contains(&ns)
     }
 
     /// Whether a mount change with no syscall seen is shown: only namespace and

@@ -70,6 +70,16 @@ pub enum ReachError {
 
 /// Where a mount made at `path` in namespace `ns` would appear.
 pub fn predict(model: &Model, ns: u32, path: &str) -> Result<Prediction, ReachError> {
+    predict_except(model, ns, path, &|_| false)
+}
+
+/// [`predict`], as if the mounts `skip` says (the ones just made) were not there yet.
+pub fn predict_except(
+    model: &Model,
+    ns: u32,
+    path: &str,
+    skip: &dyn Fn(u64) -> bool,
+) -> Result<Prediction, ReachError> {
     if !path.starts_with('/') {
         return Err(ReachError::Relative { path: path.into() });
     }
@@ -77,7 +87,7 @@ pub fn predict(model: &Model, ns: u32, path: &str) -> Result<Prediction, ReachEr
     let n = model.get(ns).ok_or(ReachError::UnknownNamespace(ns))?;
     let parent = n
         .table
-        .covering(&path)
+        .covering_except(&path, skip)
         .ok_or_else(|| ReachError::Uncovered {
             ns,
             path: path.clone(),

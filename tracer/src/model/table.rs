@@ -37,10 +37,11 @@ impl MountTable {
 
     /// The mount a lookup of `path` lands on: the deepest mount point at or
     /// above it, and of mounts stacked there the top one.
-    pub fn covering(&self, path: &str) -> Option<&Mount> {
+    /// As if the mounts `skip` says were not there.
+    pub fn covering_except(&self, path: &str, skip: &dyn Fn(u64) -> bool) -> Option<&Mount> {
         self.mounts
             .values()
-            .filter(|m| m.contains(path))
+            .filter(|m| m.contains(path) && !skip(m.id))
             .max_by_key(|m| (m.mount_point.len(), self.depth(m)))
     }
 

@@ -126,6 +126,7 @@ impl Correlator {
         let lo = self.read_started;
         self.read_started = started;
         let batch = self.pending.len();
+        let mut reach = HashMap::new();
         let mut emptied: BTreeMap<u32, u32> = BTreeMap::new();
         for ev in events {
             let fanotify::Event::Mount { mask, pid, mnt_id } = ev else {
@@ -148,7 +149,7 @@ impl Correlator {
                 self.bury(*ns, m.clone());
             }
             let now = if mask & FAN_MNT_ATTACH != 0 {
-                self.locate(mnt_id, was.as_ref().map(|(ns, _)| *ns))
+                self.locate(mnt_id, pid, &mut reach)
             } else {
                 None
             };
@@ -211,14 +212,48 @@ impl Correlator {
     }
 
     /// Finds which namespace mount `id` is in now: statmount(2) needs the
-    /// namespace, and a fanotify event does not say which mark fired.
-    fn locate(&self, id: u64, hint: Option<u32>) -> Option<(u32, Mount)> {
+    /// namespace, and a fanotify event does not say which mark fired. Tried
+    /// in order of likelihood, so hundreds of namespaces cost one or two
+    /// calls per event: the causing process's namespace and the namespaces it
+    /// can reach, then those taking part in propagation at all, then the rest.
+    fn locate(
+        &self,
+        id: u64,
+        pid: u32,
+        reach: &mut HashMap<u32, Vec<u32>>,
+    ) -> Option<(u32, Mount)> {
+        use std::os::unix::fs::MetadataExt as _;
         let source = self.model.source;
-        let first = hint.and_then(|h| self.model.get(h));
+        let try_ns = |ns: u32| {
+            let n = self.model.get(ns)?;
+            source.stat(&n.found, id).map(|m| (ns, m))
+        };
+        let home = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+            .map(|m| m.ino() as u32)
+            .ok()
+            .filter(|ns| self.model.get(*ns).is_some());
+        if let Some(home) = home {
+            let near = reach
+                .entry(home)
+                .or_insert_with(|| self.model.reach(home).into_iter().collect());
+            if let Some(hit) = near.iter().find_map(|ns| try_ns(*ns)) {
+                return Some(hit);
+            }
+        }
+        let linked = |n: &&crate::model::Namespace| {
+            n.table
+                .iter()
+                .any(|m| m.propagation.shared.is_some() || m.propagation.master.is_some())
+        };
+        let tried = |ns: u32| home.is_some_and(|h| reach.get(&h).is_some_and(|r| r.contains(&ns)));
+        let namespaces: Vec<&crate::model::Namespace> = self.model.namespaces().collect();
+        let (first, rest): (Vec<_>, Vec<_>) = namespaces.into_iter().partition(linked);
         first
             .into_iter()
-            .chain(self.model.namespaces())
-            .find_map(|ns| source.stat(&ns.found, id).map(|m| (ns.found.inode, m)))
+            .chain(rest)
+            .map(|n| n.found.inode)
+            .filter(|ns| !tried(*ns))
+            .find_map(try_ns)
     }
 
     /// The propagation records of one syscall, the model brought up to date.
@@ -252,17 +287,50 @@ impl Correlator {
         let kinds = kinds(s);
         let mut mine = Vec::new();
         let mut rest = VecDeque::new();
+        // The process's events in the kernel's order: this call's are the
+        // first ones, up to one it cannot have caused.
+        let mut open = true;
         for p in self.pending.drain(..) {
-            if p.pid == s.pid && p.hi >= enter && p.lo <= exit && kinds.contains(&p.mask) {
+            if p.pid != s.pid || p.hi < enter || p.lo > exit {
+                rest.push_back(p);
+            } else if open && kinds.contains(&p.mask) {
                 mine.push(p);
             } else {
+                open = false;
                 rest.push_back(p);
+            }
+        }
+        // More attaches than one mount makes: later calls' events were read
+        // with this one's (mnttrace fell behind); the rules say how many are its.
+        if let Some(n) = self.copies(s, &mine)
+            && mine.len() > n
+        {
+            for p in mine.split_off(n).into_iter().rev() {
+                rest.push_front(p);
             }
         }
         self.pending = rest;
         let mut out: Vec<Propagated> = mine.iter().map(|p| self.record(p, Some(s))).collect();
         self.derive(s, &mut out);
         out
+    }
+
+    /// How many mounts a plain (not recursive, not moving) mount(2) attaches:
+    /// one per place the propagation rules name.
+    fn copies(&self, s: &Syscall, mine: &[Pending]) -> Option<usize> {
+        let flags = match s.arg("flags") {
+            Some(crate::record::Value::Flags { raw, .. }) => *raw,
+            _ => return None,
+        };
+        if s.call != crate::decode::Call::Mount || flags & (libc::MS_REC | libc::MS_MOVE) != 0 {
+            return None;
+        }
+        let path = target(s)?;
+        let new: BTreeSet<u64> = mine.iter().map(|p| p.mnt_id).collect();
+        let pred =
+            reach::predict_except(&self.model, s.mntns_before, &path, &|id| new.contains(&id))
+                .ok()?;
+        Some(pred.targets.len())
     }
 
     fn record(&self, p: &Pending, cause: Option<&Syscall>) -> Propagated {
@@ -312,7 +380,10 @@ impl Correlator {
             return;
         }
         let Some(path) = target(s) else { return };
-        let Ok(pred) = reach::predict(&self.model, s.mntns_before, &path) else {
+        let new: BTreeSet<u64> = out.iter().map(|p| p.mnt_id).collect();
+        let Ok(pred) =
+            reach::predict_except(&self.model, s.mntns_before, &path, &|id| new.contains(&id))
+        else {
             return;
         };
         let taken: BTreeSet<(u32, String)> = out
