@@ -78,6 +78,7 @@ both_modes!(
     umount_tree_with_copies,
     umount_with_busy_copy,
     two_processes_at_once,
+    mounts_before_the_watch_are_linked,
 );
 
 /// S1 set-up: X shared in ns1, ns2 = clone (made while mnttrace runs).
@@ -632,4 +633,44 @@ fn mntns_filter_shows_what_arrives() {
     assert_eq!(calls.len(), 1, "{rs:#?}");
     assert_eq!(calls[0]["args"]["source"], "D1");
     assert_eq!(calls[0]["mntns_before"], w.nss[a].mntns);
+}
+
+/// A namespace whose first mounts happen before mnttrace reads and watches it
+/// (mnttrace stopped meanwhile): its first listing finds them, and the calls
+/// that made them, when their records come, claim them.
+fn mounts_before_the_watch_are_linked(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let tracer_pid = nix::unistd::Pid::from_raw(w.tracer.as_ref().expect("tracer").pid() as i32);
+    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let mut ns = mnttrace_tests::world::Ns::fresh();
+    ns.run(&mkdir(&d.x));
+    let r = ns.run(&tmpfs("X", &d.x));
+    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    assert_eq!(r["ret"], 0, "{r}");
+    let (pid, mntns) = (ns.pid, ns.mntns);
+    w.nss.push(ns);
+    let t = w.tracer.as_ref().expect("tracer");
+    let is_mount = |r: &Value| {
+        r["kind"] == "syscall" && r["pid"] == pid && r["args"]["target"] == d.x.as_str()
+    };
+    let rs = t.wait_for(20, |rs| rs.iter().any(is_mount));
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let rs = {
+        let _ = rs;
+        t.records()
+    };
+    let id = rs.iter().find(|r| is_mount(r)).expect("mount record")["id"].clone();
+    let mine: Vec<&Value> = rs
+        .iter()
+        .filter(|r| r["kind"] == "propagation" && r["cause"] == id)
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:#?}");
+    assert_eq!(mine[0]["mntns"], mntns);
+    assert_eq!(mine[0]["path"], d.x.as_str());
+    assert_eq!(mine[0]["action"], "attached");
+    assert_eq!(mine[0]["via"], "listing");
+    assert_eq!(mine[0]["evidence"], "observed");
+    w.finish();
 }

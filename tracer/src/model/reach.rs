@@ -193,8 +193,8 @@ fn why_not(parent: &Mount, fs_path: &str, other: u32, model: &Model) -> String {
         .collect();
     let Some(m) = same.first() else {
         return format!(
-            "it has no mount of {} ({}) showing {fs_path}",
-            parent.source, parent.fstype
+            "no mount there shows that directory ({fs_path} of {} {})",
+            parent.fstype, parent.source
         );
     };
     let at = &m.mount_point;

@@ -50,6 +50,7 @@ struct Pending {
     now: Option<(u32, Mount)>,
     /// Where it was (detach, move), from the model.
     was: Option<(u32, Mount)>,
+    via: Via,
 }
 
 pub struct Correlator {
@@ -164,6 +165,7 @@ impl Correlator {
                 hi,
                 now,
                 was,
+                via: Via::Fanotify,
             });
         }
         for (ns, pid) in emptied {
@@ -262,7 +264,7 @@ impl Correlator {
         let mut out = Vec::new();
         match effect(s) {
             Effect::None => {}
-            Effect::Namespace(pid) => out.extend(self.follow(pid, s)),
+            Effect::Namespace(pid) => self.follow(pid, s),
             Effect::Propagation => {
                 for ns in self.model.reach(s.mntns_before) {
                     // Types changed, not mounts: the model learns, nothing is reported.
@@ -273,7 +275,11 @@ impl Correlator {
             }
             Effect::Mounts => match self.mode {
                 Mode::Fanotify => out.extend(self.claim(s)),
-                Mode::Diff => out.extend(self.diff(s)),
+                Mode::Diff => {
+                    // Only what a new namespace's first listing found is pending here.
+                    out.extend(self.claim(s));
+                    out.extend(self.diff(s));
+                }
                 Mode::Off => {}
             },
         }
@@ -369,7 +375,7 @@ impl Correlator {
             } else {
                 Evidence::Derived
             },
-            via: Via::Fanotify,
+            via: p.via,
         }
     }
 
@@ -451,35 +457,62 @@ impl Correlator {
 
     /// A namespace the syscall moved into or created: watched at once, read,
     /// and what happened in it before the watch reconciled against its parent.
-    fn follow(&mut self, pid: u32, s: &Syscall) -> Vec<Propagated> {
+    fn follow(&mut self, pid: u32, s: &Syscall) {
         let Some(f) = self.model.source.identify(pid) else {
             log::debug!("process {pid} left before its mount namespace could be read");
-            return Vec::new();
+            return;
         };
         if self.model.is_current(&f) || f.inode == self.model.skipped() {
-            return Vec::new();
+            return;
         }
-        // Watch before listing: nothing falls between the two.
         if let Err(e) = self.model.add(f) {
             log::debug!("reading new mnt:[{}]: {e}", f.inode);
-            return Vec::new();
+            return;
         }
         self.watch(f.inode);
+        // Re-read once watched: nothing falls between listing and watch.
         if let Err(e) = self.model.refresh(f.inode) {
             log::debug!("reading new mnt:[{}]: {e}", f.inode);
         }
         if s.call == crate::decode::Call::Setns {
-            return Vec::new();
+            return;
         }
-        self.reconcile(s.mntns_before, f.inode)
+        let Some(extra) = self.reconcile(s.mntns_before, f.inode) else {
+            return;
+        };
+        // Most likely the next calls of the process in it did it (the caller
+        // of unshare, the child of clone): they claim these like fanotify
+        // events; unclaimed, they are reported as such.
+        let hi = monotonic_ns();
+        let mounts = extra
+            .attached
+            .into_iter()
+            .map(|m| (FAN_MNT_ATTACH, Some((f.inode, m)), None))
+            .chain(
+                extra
+                    .detached
+                    .into_iter()
+                    .map(|m| (FAN_MNT_DETACH, None, Some((f.inode, m)))),
+            );
+        for (mask, now, was) in mounts {
+            let mnt_id = now.as_ref().or(was.as_ref()).map_or(0, |(_, m)| m.id);
+            self.pending.push_back(Pending {
+                pid,
+                mnt_id,
+                mask,
+                lo: s.ktime_ns,
+                hi,
+                now,
+                was,
+                via: Via::Listing,
+            });
+        }
     }
 
     /// A new namespace starts as a copy of its parent; anything else in its
     /// first listing happened before mnttrace watched it.
-    fn reconcile(&self, parent: u32, child: u32) -> Vec<Propagated> {
-        let (Some(p), Some(c)) = (self.model.get(parent), self.model.get(child)) else {
-            return Vec::new();
-        };
+    fn reconcile(&self, parent: u32, child: u32) -> Option<Change> {
+        let (p, c) = (self.model.get(parent)?, self.model.get(child)?);
         fn key(m: &Mount) -> (&str, &str, (u32, u32)) {
             (&m.mount_point, &m.root, m.dev)
         }
@@ -502,7 +535,7 @@ impl Correlator {
                 extra.detached.push(m.clone());
             }
         }
-        self.changes(child, &extra, None, Via::Listing)
+        Some(extra)
     }
 
     /// Periodic work: mount events no syscall claimed (once the ring is idle),

@@ -31,9 +31,18 @@ pub fn human(p: &Prediction, model: &Model) -> String {
     }
     if !p.blocked.is_empty() {
         s.push_str("It would not appear in:\n");
+        // One line per reason, naming every namespace it holds for.
+        let mut by_reason: Vec<(&str, Vec<String>)> = Vec::new();
         for b in &p.blocked {
             let pid = model.get(b.ns).map(|n| n.found.pid).unwrap_or_default();
-            let _ = writeln!(s, "  mnt:[{}] (pid {pid}): {}", b.ns, b.reason);
+            let who = format!("mnt:[{}] (pid {pid})", b.ns);
+            match by_reason.iter_mut().find(|(r, _)| *r == b.reason) {
+                Some((_, list)) => list.push(who),
+                None => by_reason.push((&b.reason, vec![who])),
+            }
+        }
+        for (reason, who) in by_reason {
+            let _ = writeln!(s, "  {}: {reason}", who.join(", "));
         }
     }
     s.trim_end().to_string()
