@@ -21,14 +21,15 @@ pub fn mnttrace_bin() -> String {
 }
 
 /// The driver, built beside the test binaries (target/<profile>/mntdrive;
-/// tests run from target/<profile>/deps/).
+/// tests run from target/<profile>/deps/, the benchmark from beside it).
 pub fn mntdrive_bin() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>");
-    dir.join("mntdrive")
+    let here = exe.parent().expect("target/<profile>[/deps]");
+    let beside = here.join("mntdrive");
+    if beside.exists() {
+        return beside;
+    }
+    here.parent().expect("target/<profile>").join("mntdrive")
 }
 
 /// A running mnttrace; killed on drop whatever happens in the test.

@@ -1,4 +1,4 @@
-//! `cargo xtask setup|run|test`: everything a fresh machine (Debian, root)
+//! `cargo xtask setup|run|test|bench`: everything a fresh machine (Debian, root)
 //! needs, installed idempotently, then the build, the live stream or every test.
 mod setup;
 mod test;
@@ -26,6 +26,8 @@ enum Cmd {
     },
     /// Set up, build, and run every test, the privileged ones included.
     Test,
+    /// Set up, build (release), and run the benchmarks.
+    Bench,
 }
 
 fn main() {
@@ -51,6 +53,19 @@ fn real_main() -> Result<()> {
         Cmd::Test => {
             setup::all()?;
             test::all()
+        }
+        Cmd::Bench => {
+            setup::all()?;
+            let bin = build_mnttrace(true)?;
+            run(cargo().args([
+                "build",
+                "--release",
+                "--package",
+                "mnttrace-tests",
+                "--bins",
+            ]))?;
+            let root = workspace_root().join("target/release");
+            run(Command::new(root.join("propbench")).env("MNTTRACE_BIN", &bin))
         }
     }
 }

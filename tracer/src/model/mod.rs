@@ -160,6 +160,38 @@ impl Model {
         Ok(change)
     }
 
+    /// [`refresh`](Self::refresh) for mounts that came and went: only the
+    /// namespace's id list is read, and only new mounts are looked up.
+    pub fn refresh_ids(&mut self, inode: u32) -> Result<Change, SourceError> {
+        let Some(old) = self.namespaces.get(&inode) else {
+            return Ok(Change::default());
+        };
+        let f = old.found;
+        let Some(ids) = self.source.ids(&f)? else {
+            return self.refresh(inode);
+        };
+        let now: BTreeSet<u64> = ids.iter().copied().collect();
+        let mut change = Change::default();
+        for id in ids.iter().filter(|id| old.table.get(**id).is_none()) {
+            if let Some(m) = self.source.stat(&f, *id) {
+                change.attached.push(m);
+            }
+        }
+        change.detached = old
+            .table
+            .iter()
+            .filter(|m| !now.contains(&m.id))
+            .cloned()
+            .collect();
+        for m in &change.detached {
+            self.detach(inode, m.id);
+        }
+        for m in &change.attached {
+            self.attach(inode, m.clone());
+        }
+        Ok(change)
+    }
+
     /// Where mount `id` is, if the model has it.
     pub fn find(&self, id: u64) -> Option<(u32, &Mount)> {
         let ns = *self.owner.get(&id)?;

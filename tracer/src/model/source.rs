@@ -130,6 +130,33 @@ impl Source {
         }
     }
 
+    /// The mount ids of `ns`, where the kernel lists them without the rest
+    /// (statmount); None otherwise.
+    pub fn ids(self, ns: &Found) -> Result<Option<Vec<u64>>, SourceError> {
+        match self {
+            Source::Statmount => {
+                sys::listmount(ns.ns_id)
+                    .map(Some)
+                    .map_err(|err| SourceError::Kernel {
+                        what: format!("mnt:[{}]", ns.inode),
+                        err,
+                    })
+            }
+            Source::Mountinfo => Ok(None),
+        }
+    }
+
+    /// Ids of the mounts of `ns` from `first` on (statmount only: mountinfo's
+    /// ids are reused, and fanotify, the only user, implies statmount).
+    pub fn ids_from(self, ns: &Found, first: u64) -> Vec<u64> {
+        match self {
+            Source::Statmount => {
+                sys::listmount_after(ns.ns_id, first.saturating_sub(1)).unwrap_or_default()
+            }
+            Source::Mountinfo => Vec::new(),
+        }
+    }
+
     /// One mount by id, if it is (still) in namespace `ns`.
     pub fn stat(self, ns: &Found, id: u64) -> Option<Mount> {
         match self {

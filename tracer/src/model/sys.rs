@@ -97,10 +97,15 @@ pub fn mntns_id(nsfd: BorrowedFd<'_>) -> Result<u64, Errno> {
     Errno::result(r).map(|_| id)
 }
 
-/// Every mount id of namespace `ns_id` (0: the caller's), in mount order.
+/// Every mount id of namespace `ns_id` (0: the caller's), in id order.
 pub fn listmount(ns_id: u64) -> Result<Vec<u64>, Errno> {
+    listmount_after(ns_id, 0)
+}
+
+/// The mount ids of namespace `ns_id` greater than `last` (unique ids grow:
+/// these are the newest mounts).
+pub fn listmount_after(ns_id: u64, mut last: u64) -> Result<Vec<u64>, Errno> {
     let mut all = Vec::new();
-    let mut last = 0;
     loop {
         let req = MntIdReq {
             size: std::mem::size_of::<MntIdReq>() as u32,

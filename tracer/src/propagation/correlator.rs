@@ -127,7 +127,16 @@ impl Correlator {
         let lo = self.read_started;
         self.read_started = started;
         let batch = self.pending.len();
-        let mut reach = HashMap::new();
+        let attached: Vec<(u64, u32)> = events
+            .iter()
+            .filter_map(|e| match e {
+                fanotify::Event::Mount { mask, pid, mnt_id } if mask & FAN_MNT_ATTACH != 0 => {
+                    Some((*mnt_id, *pid))
+                }
+                _ => None,
+            })
+            .collect();
+        let whereabouts = self.locate(&attached);
         let mut emptied: BTreeMap<u32, u32> = BTreeMap::new();
         for ev in events {
             let fanotify::Event::Mount { mask, pid, mnt_id } = ev else {
@@ -149,11 +158,10 @@ impl Correlator {
             if let Some((ns, m)) = &was {
                 self.bury(*ns, m.clone());
             }
-            let now = if mask & FAN_MNT_ATTACH != 0 {
-                self.locate(mnt_id, pid, &mut reach)
-            } else {
-                None
-            };
+            let now = whereabouts.get(&mnt_id).and_then(|ns| {
+                let n = self.model.get(*ns)?;
+                self.model.source.stat(&n.found, mnt_id).map(|m| (*ns, m))
+            });
             if let Some((ns, m)) = &now {
                 self.model.attach(*ns, m.clone());
             }
@@ -213,49 +221,56 @@ impl Correlator {
         }
     }
 
-    /// Finds which namespace mount `id` is in now: statmount(2) needs the
-    /// namespace, and a fanotify event does not say which mark fired. Tried
-    /// in order of likelihood, so hundreds of namespaces cost one or two
-    /// calls per event: the causing process's namespace and the namespaces it
-    /// can reach, then those taking part in propagation at all, then the rest.
-    fn locate(
-        &self,
-        id: u64,
-        pid: u32,
-        reach: &mut HashMap<u32, Vec<u32>>,
-    ) -> Option<(u32, Mount)> {
+    /// Which namespace each attached mount is in now. statmount(2) needs the
+    /// namespace and a fanotify event does not say which mark fired, so each
+    /// candidate namespace is asked once per batch with listmount(2) for the
+    /// ids from the smallest wanted on (its newest mounts): a mount propagated
+    /// into hundreds of namespaces costs one call per namespace, not one per
+    /// namespace per copy. Candidates in order of likelihood: the causing
+    /// process's namespace and those it can reach, then every namespace
+    /// taking part in propagation, then the rest.
+    fn locate(&self, wanted: &[(u64, u32)]) -> HashMap<u64, u32> {
         use std::os::unix::fs::MetadataExt as _;
-        let source = self.model.source;
-        let try_ns = |ns: u32| {
-            let n = self.model.get(ns)?;
-            source.stat(&n.found, id).map(|m| (ns, m))
+        let mut found = HashMap::new();
+        let Some(first) = wanted.iter().map(|(id, _)| *id).min() else {
+            return found;
         };
-        let home = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
-            .map(|m| m.ino() as u32)
-            .ok()
-            .filter(|ns| self.model.get(*ns).is_some());
-        if let Some(home) = home {
-            let near = reach
-                .entry(home)
-                .or_insert_with(|| self.model.reach(home).into_iter().collect());
-            if let Some(hit) = near.iter().find_map(|ns| try_ns(*ns)) {
-                return Some(hit);
+        let mut order: Vec<u32> = Vec::new();
+        let pids: BTreeSet<u32> = wanted.iter().map(|(_, pid)| *pid).collect();
+        for pid in pids {
+            let home = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+                .map(|m| m.ino() as u32)
+                .ok()
+                .filter(|ns| self.model.get(*ns).is_some());
+            if let Some(home) = home {
+                order.extend(self.model.reach(home));
             }
         }
-        let linked = |n: &&crate::model::Namespace| {
+        let (linked, rest): (Vec<_>, Vec<_>) = self.model.namespaces().partition(|n| {
             n.table
                 .iter()
                 .any(|m| m.propagation.shared.is_some() || m.propagation.master.is_some())
-        };
-        let tried = |ns: u32| home.is_some_and(|h| reach.get(&h).is_some_and(|r| r.contains(&ns)));
-        let namespaces: Vec<&crate::model::Namespace> = self.model.namespaces().collect();
-        let (first, rest): (Vec<_>, Vec<_>) = namespaces.into_iter().partition(linked);
-        first
-            .into_iter()
-            .chain(rest)
-            .map(|n| n.found.inode)
-            .filter(|ns| !tried(*ns))
-            .find_map(try_ns)
+        });
+        order.extend(linked.iter().chain(rest.iter()).map(|n| n.found.inode));
+        let want: BTreeSet<u64> = wanted.iter().map(|(id, _)| *id).collect();
+        let mut asked = BTreeSet::new();
+        for ns in order {
+            if found.len() == want.len() {
+                break;
+            }
+            if !asked.insert(ns) {
+                continue;
+            }
+            let Some(n) = self.model.get(ns) else {
+                continue;
+            };
+            for id in self.model.source.ids_from(&n.found, first) {
+                if want.contains(&id) {
+                    found.insert(id, ns);
+                }
+            }
+        }
+        found
     }
 
     /// The propagation records of one syscall, the model brought up to date.
@@ -418,8 +433,16 @@ impl Correlator {
     /// Diff mode: re-reads the namespaces the call can reach.
     fn diff(&mut self, s: &Syscall) -> Vec<Propagated> {
         let mut out = Vec::new();
+        // Plain mounts and unmounts only add and remove ids: comparing id
+        // lists costs one listmount(2) a namespace. Moves change places.
+        let moving = s.call != crate::decode::Call::Umount && kinds(s).len() > 1;
         for ns in self.model.reach(s.mntns_before) {
-            match self.model.refresh(ns) {
+            let change = if moving {
+                self.model.refresh(ns)
+            } else {
+                self.model.refresh_ids(ns)
+            };
+            match change {
                 Ok(change) => out.extend(self.changes(ns, &change, Some(s), Via::Diff)),
                 Err(e) => log::debug!("refreshing mnt:[{ns}]: {e}"),
             }
