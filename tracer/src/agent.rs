@@ -322,7 +322,7 @@ impl State {
         out: &mut Output<W>,
     ) -> io::Result<()> {
         self.losses.report(drops, out)?;
-        let (orphans, ended, lost) = self.corr.tick(true, true);
+        let (orphans, ended, lost) = self.corr.tick();
         if let Some(lost) = lost {
             out.write(&Record::Lost(lost))?;
         }
@@ -342,12 +342,12 @@ impl State {
         out: &mut Output<W>,
     ) -> io::Result<()> {
         for e in ended {
-            if self.filter.matches_ended(&e) {
+            if self.filter.matches_unexplained(e.mntns, e.pid) {
                 out.write(&Record::Ended(e))?;
             }
         }
         for p in orphans {
-            if self.filter.matches_unexplained(&p) {
+            if self.filter.matches_unexplained(p.mntns, p.cause_pid) {
                 out.write(&Record::Propagated(p))?;
             }
         }

@@ -2,7 +2,7 @@
 use crate::{
     cli::Cli,
     decode::Call,
-    record::{Ended, Propagated, Syscall},
+    record::{Propagated, Syscall},
 };
 
 #[derive(Debug, Default)]
@@ -44,24 +44,16 @@ impl Filter {
             && (!self.failed || s.failed())
     }
 
-    /// Whether a mount change with no syscall seen is shown: only namespace and
-    /// pid filters can speak of it.
-    pub fn matches_unexplained(&self, p: &Propagated) -> bool {
+    /// Whether a change with no syscall seen (a mount no call explains, a
+    /// namespace that ended) is shown: only namespace and pid filters can
+    /// speak of it.
+    pub fn matches_unexplained(&self, mntns: u32, pid: Option<u32>) -> bool {
         self.comms.is_empty()
             && self.calls.is_empty()
             && self.uids.is_empty()
             && !self.failed
-            && (self.mntns.is_empty() || self.mntns.contains(&p.mntns))
-            && (self.pids.is_empty() || p.cause_pid.is_some_and(|c| self.pids.contains(&c)))
-    }
-
-    pub fn matches_ended(&self, e: &Ended) -> bool {
-        self.comms.is_empty()
-            && self.calls.is_empty()
-            && self.uids.is_empty()
-            && !self.failed
-            && (self.mntns.is_empty() || self.mntns.contains(&e.mntns))
-            && (self.pids.is_empty() || e.pid.is_some_and(|c| self.pids.contains(&c)))
+            && (self.mntns.is_empty() || self.mntns.contains(&mntns))
+            && (self.pids.is_empty() || pid.is_some_and(|c| self.pids.contains(&c)))
     }
 
     /// The one pid the kernel can filter on, if exactly one was given.

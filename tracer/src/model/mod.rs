@@ -27,8 +27,6 @@ pub struct Change {
     pub detached: Vec<Mount>,
     /// Same id, new mount point or parent.
     pub moved: Vec<(Mount, Mount)>,
-    /// Same id and place, other propagation.
-    pub repropagated: Vec<Mount>,
 }
 
 pub struct Model {
@@ -135,7 +133,6 @@ impl Model {
                 Some(o) if o.mount_point != m.mount_point || o.parent != m.parent => {
                     change.moved.push((o.clone(), m.clone()))
                 }
-                Some(o) if o.propagation != m.propagation => change.repropagated.push(m.clone()),
                 Some(_) => {}
             }
         }

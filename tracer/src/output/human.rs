@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::decode::{flags::join, text::quoted};
 use crate::model::reach::Relation;
-use crate::record::{Evidence, Lost, Propagated, Record, Syscall, Value};
+use crate::record::{Action, Evidence, Lost, Propagated, Record, Syscall, Value};
 
 pub struct Human {
     pub color: bool,
@@ -79,6 +79,10 @@ impl Human {
         }
         if how.is_empty() && p.evidence == Evidence::Observed {
             how.push("private".into());
+        }
+        // The call's own mount: which one the kernel made.
+        if p.relation == Some(Relation::Own) && p.action != Action::Detached {
+            how.insert(0, format!("mount {}", p.mnt_id));
         }
         let mut line = format!("mnt:[{}] {path}  {}", p.mntns, p.action.name());
         if let Some(from) = &p.from_path {

@@ -561,29 +561,22 @@ impl Correlator {
         Some(extra)
     }
 
-    /// Periodic work: mount events no syscall claimed (once the ring is idle),
-    /// dead and newly found namespaces, fanotify queue overflows.
-    pub fn tick(
-        &mut self,
-        ring_idle: bool,
-        rescan: bool,
-    ) -> (Vec<Propagated>, Vec<Ended>, Option<Lost>) {
+    /// Periodic work, right after the ring buffer was drained: mount events
+    /// no syscall claimed, dead and newly found namespaces, fanotify queue
+    /// overflows.
+    pub fn tick(&mut self) -> (Vec<Propagated>, Vec<Ended>, Option<Lost>) {
         self.ingest();
         let mut out = Vec::new();
         let ended = std::mem::take(&mut self.ended);
-        if ring_idle {
-            let limit = monotonic_ns().saturating_sub(ORPHAN_AFTER.as_nanos() as u64);
-            while self.pending.front().is_some_and(|p| p.hi < limit) {
-                if let Some(p) = self.pending.pop_front()
-                    && (self.kernel_tgid == 0 || p.pid == self.kernel_tgid)
-                {
-                    out.push(self.record(&p, None));
-                }
+        let limit = monotonic_ns().saturating_sub(ORPHAN_AFTER.as_nanos() as u64);
+        while self.pending.front().is_some_and(|p| p.hi < limit) {
+            if let Some(p) = self.pending.pop_front()
+                && (self.kernel_tgid == 0 || p.pid == self.kernel_tgid)
+            {
+                out.push(self.record(&p, None));
             }
         }
-        if rescan {
-            self.rescan();
-        }
+        self.rescan();
         let lost = (self.overflows > 0).then(|| {
             self.overflows_total += self.overflows;
             let l = Lost {
