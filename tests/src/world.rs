@@ -230,10 +230,20 @@ impl World {
         }
     }
 
+    /// `--propagation` and `--mount-tables` for this world's mode
+    /// (`diff-mountinfo`: diff over /proc/PID/mountinfo).
+    fn args(&self) -> (&'static str, &'static str) {
+        match self.mode {
+            "diff-mountinfo" => ("diff", "mountinfo"),
+            m => (m, "auto"),
+        }
+    }
+
     /// Starts mnttrace on the whole machine (`--json --propagation MODE`).
     pub fn trace(&mut self) {
-        let t = Tracer::start(&["--json", "--propagation", self.mode]);
-        let want = format!("mnttrace: propagation: {}", self.mode);
+        let (prop, tables) = self.args();
+        let t = Tracer::start(&["--json", "--propagation", prop, "--mount-tables", tables]);
+        let want = format!("mnttrace: propagation: {prop}");
         assert!(
             t.stderr().iter().any(|l| l.starts_with(&want)),
             "mnttrace did not say {want:?}: {:?}",
@@ -345,7 +355,7 @@ impl World {
             assert_eq!(r["cause_pid"], pid, "{ctx}: {r}");
             assert_eq!(
                 r["via"],
-                if self.mode == "diff" {
+                if self.args().0 == "diff" {
                     "diff"
                 } else {
                     "fanotify"
@@ -460,6 +470,8 @@ impl World {
                 "--pid",
                 &self.nss[who].pid.to_string(),
                 "--json",
+                "--mount-tables",
+                self.args().1,
             ])
             .output()
             .expect("run mnttrace explain");

@@ -59,6 +59,10 @@ macro_rules! both_modes {
         mod diff {
             $( #[test] fn $name() { super::$name("diff") } )*
         }
+        /// Kernels without statmount(2): tables from /proc/PID/mountinfo.
+        mod diff_mountinfo {
+            $( #[test] fn $name() { super::$name("diff-mountinfo") } )*
+        }
     };
 }
 
@@ -676,4 +680,28 @@ fn mounts_before_the_watch_are_linked(mode: &'static str) {
     assert_eq!(mine[0]["via"], "listing");
     assert_eq!(mine[0]["evidence"], "observed");
     w.finish();
+}
+
+/// `--propagation=auto` (the default) takes the best the kernel offers and
+/// says which at start: fanotify mount notifications from Linux 6.15 on.
+#[test]
+fn auto_says_which_mode() {
+    let release = nix::sys::utsname::uname().expect("uname");
+    let release = release.release().to_string_lossy().to_string();
+    let mut v = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    let want = if (major, minor) >= (6, 15) {
+        "fanotify"
+    } else {
+        "diff"
+    };
+    let t = Tracer::start(&["--json"]);
+    let said = format!("mnttrace: propagation: {want} (");
+    assert!(
+        t.stderr().iter().any(|l| l.starts_with(&said)),
+        "kernel {release}: expected {said:?} in {:?}",
+        t.stderr()
+    );
 }

@@ -206,7 +206,7 @@ async fn readable_opt(
 /// Builds the model and picks how propagation is seen (`--propagation`).
 fn correlator(cli: &Cli, tracefs: &Tracefs, kernel_tgid: u32) -> anyhow::Result<Correlator> {
     use std::os::unix::fs::MetadataExt as _;
-    let source = Source::detect();
+    let source = cli.mount_tables.source()?;
     // mnttrace's own namespace exists only to hold tracefs: not the user's.
     let own = if tracefs.private {
         std::fs::metadata("/proc/self/ns/mnt")
@@ -217,7 +217,9 @@ fn correlator(cli: &Cli, tracefs: &Tracefs, kernel_tgid: u32) -> anyhow::Result<
     };
     let fanotify = || -> anyhow::Result<Watcher> {
         if source != Source::Statmount {
-            anyhow::bail!("this kernel has no statmount(2)/listmount(2)");
+            anyhow::bail!(
+                "mount tables are read from mountinfo, whose mount ids fanotify does not use"
+            );
         }
         Watcher::new().map_err(|e| match e {
             nix::errno::Errno::EINVAL => {

@@ -27,6 +27,18 @@ pub struct Cli {
     #[arg(long, value_enum, default_value = "auto", value_name = "MODE")]
     pub propagation: Choice,
 
+    /// Where mount tables are read from: statmount(2)/listmount(2) (Linux
+    /// 6.11+, unique mount ids) or /proc/PID/mountinfo. auto: the first the
+    /// kernel has. fanotify propagation needs statmount.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "auto",
+        value_name = "SOURCE"
+    )]
+    pub mount_tables: Tables,
+
     /// Only this process (thread-group id); repeatable. A single --pid is also
     /// applied in the kernel, so lost-event counts then concern it alone.
     #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
@@ -105,6 +117,29 @@ pub enum View {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tables {
+    Auto,
+    Statmount,
+    Mountinfo,
+}
+
+impl Tables {
+    /// The source to read tables from; an explicit statmount on a kernel
+    /// without it is an error.
+    pub fn source(self) -> anyhow::Result<crate::model::Source> {
+        use crate::model::Source;
+        match (self, Source::detect()) {
+            (Tables::Auto, s) => Ok(s),
+            (Tables::Mountinfo, _) => Ok(Source::Mountinfo),
+            (Tables::Statmount, Source::Statmount) => Ok(Source::Statmount),
+            (Tables::Statmount, Source::Mountinfo) => Err(anyhow::anyhow!(
+                "--mount-tables=statmount: this kernel has no statmount(2)/listmount(2) with namespace ids (Linux 6.11+)"
+            )),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -55,7 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     if let Some(view) = &cli.view {
         // Reading other namespaces' tables takes CAP_SYS_ADMIN, not BPF.
         capture::privileges::check(capture::privileges::Need::Read)?;
-        views::run(view)?;
+        views::run(view, cli.mount_tables)?;
         return Ok(std::process::ExitCode::SUCCESS);
     }
     // Before the runtime starts threads: tracefs may need a private mount

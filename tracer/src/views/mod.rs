@@ -6,11 +6,11 @@ use anyhow::Context as _;
 
 use crate::{
     cli::View,
-    model::{Model, Mount, Source},
+    model::{Model, Mount},
 };
 
-pub fn run(view: &View) -> anyhow::Result<()> {
-    let source = Source::detect();
+pub fn run(view: &View, tables: crate::cli::Tables) -> anyhow::Result<()> {
+    let source = tables.source()?;
     let model = Model::load(source, 0);
     if model.namespaces().next().is_none() {
         anyhow::bail!("no mount namespace could be read (is /proc mounted?)");
