@@ -241,8 +241,14 @@ impl World {
 
     /// Starts mnttrace on the whole machine (`--json --propagation MODE`).
     pub fn trace(&mut self) {
+        self.trace_with(&[]);
+    }
+
+    pub fn trace_with(&mut self, extra: &[&str]) {
         let (prop, tables) = self.args();
-        let t = Tracer::start(&["--json", "--propagation", prop, "--mount-tables", tables]);
+        let mut args = vec!["--json", "--propagation", prop, "--mount-tables", tables];
+        args.extend_from_slice(extra);
+        let t = Tracer::start(&args);
         let want = format!("mnttrace: propagation: {prop}");
         assert!(
             t.stderr().iter().any(|l| l.starts_with(&want)),

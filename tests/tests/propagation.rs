@@ -83,6 +83,7 @@ both_modes!(
     umount_with_busy_copy,
     two_processes_at_once,
     mounts_before_the_watch_are_linked,
+    moves_are_reported,
 );
 
 /// S1 set-up: X shared in ns1, ns2 = clone (made while mnttrace runs).
@@ -704,4 +705,133 @@ fn auto_says_which_mode() {
         "kernel {release}: expected {said:?} in {:?}",
         t.stderr()
     );
+}
+
+const MS_MOVE: i32 = 8192;
+const MOVE_MOUNT_F_EMPTY_PATH: i32 = 4;
+const FSCONFIG_CMD_CREATE: i32 = 6;
+
+/// The new mount API attaching a detached mount under a shared parent, and
+/// MS_MOVE within a private tree: a move is reported as one `moved` record.
+fn moves_are_reported(mode: &'static str) {
+    let d = Dirs::new();
+    let mut w = World::new(mode);
+    w.trace();
+    let (a, b) = s1_setup(&mut w, &d);
+    let fs = w
+        .step(a, json!({"op": "fsopen", "fs_name": "tmpfs", "flags": 0}))
+        .result["ret"]
+        .clone();
+    w.step(
+        a,
+        json!({"op": "fsconfig", "fd": fs, "cmd": FSCONFIG_CMD_CREATE}),
+    );
+    let mfd = w
+        .step(
+            a,
+            json!({"op": "fsmount", "fd": fs, "flags": 0, "attr_flags": 0}),
+        )
+        .result["ret"]
+        .clone();
+    let xb = d.at("B");
+    let out = w.step(
+        a,
+        json!({"op": "move_mount", "from_dfd": mfd, "from_path": "", "to_dfd": -100,
+               "to_path": xb, "flags": MOVE_MOUNT_F_EMPTY_PATH}),
+    );
+    expect(&w, &out, &[(a, &xb, "attached"), (b, &xb, "attached")]);
+
+    let y = format!("{}/Y", d._tmp.path().display());
+    w.step(a, mkdir(&y));
+    w.step(a, tmpfs("Y", &y));
+    w.step(a, mkdir(&format!("{y}/from")));
+    w.step(a, mkdir(&format!("{y}/to")));
+    w.step(a, tmpfs("M", &format!("{y}/from")));
+    let step = json!({"op": "mount", "source": format!("{y}/from"), "target": format!("{y}/to"), "flags": MS_MOVE});
+    let out = w.step(a, step);
+    expect(
+        &w,
+        &out,
+        &[
+            (a, &format!("{y}/from"), "detached"),
+            (a, &format!("{y}/to"), "attached"),
+        ],
+    );
+    assert_eq!(
+        out.records.len(),
+        1,
+        "one record for a move: {:#?}",
+        out.records
+    );
+    assert_eq!(out.records[0]["action"], "moved");
+    assert_eq!(out.records[0]["from_path"], format!("{y}/from"));
+    w.finish();
+}
+
+/// A namespace whose last process leaves: one `namespace_ended` record with
+/// as many mounts as its table had, and no per-mount noise.
+#[test]
+fn namespace_end_is_one_record() {
+    let mut w = World::new("fanotify");
+    w.trace();
+    let a = w.fresh();
+    let (ns, mounts) = (w.nss[a].mntns, w.nss[a].table().len());
+    drop(w.nss.remove(a));
+    let t = w.tracer.as_ref().expect("tracer");
+    let rs = t.wait_for(20, |rs| {
+        rs.iter()
+            .any(|r| r["kind"] == "namespace_ended" && r["mntns"] == ns)
+    });
+    let end = rs
+        .iter()
+        .find(|r| r["kind"] == "namespace_ended" && r["mntns"] == ns)
+        .expect("ended");
+    assert_eq!(end["mounts"], mounts, "{end}");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let noise: Vec<Value> = t
+        .records()
+        .into_iter()
+        .filter(|r| r["kind"] == "propagation" && r["mntns"] == ns && r["cause"].is_null())
+        .collect();
+    assert!(noise.is_empty(), "{noise:#?}");
+    w.finish();
+}
+
+/// More mount events than the kernel's fanotify queue holds while mnttrace
+/// is stopped: the overflow is reported as lost, the model re-reads every
+/// namespace, and the next call is reported exactly again.
+#[test]
+fn fanotify_overflow_is_reported_and_recovered() {
+    let d = Dirs::new();
+    let mut w = World::new("fanotify");
+    w.trace_with(&["--ring-size", "128M"]);
+    let (a, b) = s1_setup(&mut w, &d);
+    let xb = d.at("B");
+    let tracer_pid = nix::unistd::Pid::from_raw(w.tracer.as_ref().expect("tracer").pid() as i32);
+    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    // 2 namespaces x 2 events x 4200 > the default queue of 16384 events.
+    let steps: Vec<Value> = (0..4200)
+        .flat_map(|_| [tmpfs("F", &xb), umount(&xb, 0)])
+        .collect();
+    let res = w.nss[a].run(&json!({"op": "batch", "steps": steps}));
+    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    assert!(
+        res.as_array()
+            .expect("results")
+            .iter()
+            .all(|r| r["ret"] == 0)
+    );
+    let t = w.tracer.as_ref().expect("tracer");
+    t.wait_for(60, |rs| {
+        rs.iter()
+            .any(|r| r["kind"] == "lost" && r["reason"] == "fanotify_overflow")
+    });
+    let xc = d.at("C");
+    let out = w.step(b, tmpfs("after", &xc));
+    expect(&w, &out, &[(a, &xc, "attached"), (b, &xc, "attached")]);
+    // Events the kernel dropped cannot be linked; the rest may be left over.
+    let (status, _, stderr) = w.tracer.take().expect("tracer").stop();
+    assert!(status.success(), "{stderr:?}");
+    let last = stderr.last().cloned().unwrap_or_default();
+    assert!(!last.contains(" 0 events lost"), "{last}");
 }

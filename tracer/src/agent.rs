@@ -173,7 +173,7 @@ pub async fn run<W: Write>(
     }
     Ok(Summary {
         reported: st.reported,
-        lost: st.losses.total(),
+        lost: st.losses.total() + st.corr.overflows(),
         closed_output,
     })
 }

@@ -93,6 +93,11 @@ impl Correlator {
         c
     }
 
+    /// fanotify queue overflows so far (each lost an unknown number of events).
+    pub fn overflows(&self) -> u64 {
+        self.overflows_total + self.overflows
+    }
+
     pub fn watcher(&self) -> Option<&Watcher> {
         self.watcher.as_ref()
     }
@@ -185,6 +190,8 @@ impl Correlator {
     /// died with its last process: one record, not one per mount.
     fn teardown(&mut self, ns: u32, pid: u32, batch: usize) {
         self.model.forget(ns);
+        // The mounts its table had (what mountinfo showed); detaches of mounts
+        // no table lists (below the root) go with them uncounted.
         let mut mounts = 0;
         let mut keep = VecDeque::with_capacity(self.pending.len());
         for (i, p) in self.pending.drain(..).enumerate() {
@@ -194,7 +201,7 @@ impl Correlator {
                 && p.mask == FAN_MNT_DETACH
                 && (here == Some(ns) || here.is_none());
             if part {
-                mounts += 1;
+                mounts += usize::from(here.is_some());
             } else {
                 keep.push_back(p);
             }
@@ -226,9 +233,8 @@ impl Correlator {
     /// candidate namespace is asked once per batch with listmount(2) for the
     /// ids from the smallest wanted on (its newest mounts): a mount propagated
     /// into hundreds of namespaces costs one call per namespace, not one per
-    /// namespace per copy. Candidates in order of likelihood: the causing
-    /// process's namespace and those it can reach, then every namespace
-    /// taking part in propagation, then the rest.
+    /// namespace per copy. The causing process's namespace and those it can
+    /// reach come first, the others only if some mount is still unplaced.
     fn locate(&self, wanted: &[(u64, u32)]) -> HashMap<u64, u32> {
         use std::os::unix::fs::MetadataExt as _;
         let mut found = HashMap::new();
@@ -246,12 +252,8 @@ impl Correlator {
                 order.extend(self.model.reach(home));
             }
         }
-        let (linked, rest): (Vec<_>, Vec<_>) = self.model.namespaces().partition(|n| {
-            n.table
-                .iter()
-                .any(|m| m.propagation.shared.is_some() || m.propagation.master.is_some())
-        });
-        order.extend(linked.iter().chain(rest.iter()).map(|n| n.found.inode));
+        // Rarely needed (the process left, or its namespace was not known yet).
+        order.extend(self.model.namespaces().map(|n| n.found.inode));
         let want: BTreeSet<u64> = wanted.iter().map(|(id, _)| *id).collect();
         let mut asked = BTreeSet::new();
         for ns in order {
