@@ -187,8 +187,17 @@ impl Correlator {
     }
 
     /// A namespace all of whose mounts were detached by one process at once
-    /// died with its last process: one record, not one per mount.
+    /// died with its last process: one record, not one per mount. (A process
+    /// still inside it only unmounted everything, `umount -l /`.)
     fn teardown(&mut self, ns: u32, pid: u32, batch: usize) {
+        if self
+            .model
+            .source
+            .identify(pid)
+            .is_some_and(|f| f.inode == ns)
+        {
+            return;
+        }
         self.model.forget(ns);
         // The mounts its table had (what mountinfo showed); detaches of mounts
         // no table lists (below the root) go with them uncounted.
@@ -303,7 +312,8 @@ impl Correlator {
         out
     }
 
-    /// Fanotify mode: the pending events this syscall caused.
+    /// The pending events this syscall caused (fanotify events, and what a
+    /// new namespace's first listing found).
     fn claim(&mut self, s: &Syscall) -> Vec<Propagated> {
         let enter = s.ktime_ns.saturating_sub(s.latency_ns);
         let exit = s.ktime_ns;
@@ -437,9 +447,8 @@ impl Correlator {
         let mut out = Vec::new();
         // Plain mounts and unmounts only add and remove ids: comparing id
         // lists costs one listmount(2) a namespace. Moves change places.
-        let moving = s.call != crate::decode::Call::Umount && kinds(s).len() > 1;
         for ns in self.model.reach(s.mntns_before) {
-            let change = if moving {
+            let change = if moves(s) {
                 self.model.refresh(ns)
             } else {
                 self.model.refresh_ids(ns)
@@ -553,10 +562,10 @@ impl Correlator {
             }
         }
         for m in p.table.iter() {
-            if copies.get(&key(m)).is_some_and(|n| *n > 0) {
-                if let Some(n) = copies.get_mut(&key(m)) {
-                    *n -= 1;
-                }
+            if let Some(n) = copies.get_mut(&key(m))
+                && *n > 0
+            {
+                *n -= 1;
                 extra.detached.push(m.clone());
             }
         }
@@ -645,14 +654,24 @@ fn kinds(s: &Syscall) -> &'static [u64] {
     const ATTACH: u64 = FAN_MNT_ATTACH;
     const DETACH: u64 = FAN_MNT_DETACH;
     const MOVE: u64 = FAN_MNT_ATTACH | FAN_MNT_DETACH;
-    let moving = match s.arg("flags") {
-        Some(crate::record::Value::Flags { raw, .. }) => raw & libc::MS_MOVE != 0,
-        _ => false,
-    };
     match s.call {
-        crate::decode::Call::Mount if !moving => &[ATTACH],
-        crate::decode::Call::Umount => &[DETACH, MOVE],
-        _ => &[ATTACH, DETACH, MOVE],
+        _ if moves(s) => &[ATTACH, DETACH, MOVE],
+        crate::decode::Call::Mount => &[ATTACH],
+        _ => &[DETACH, MOVE],
+    }
+}
+
+/// Whether a mount-changing call moves mounts (MS_MOVE, move_mount,
+/// pivot_root) rather than only adding or removing them.
+fn moves(s: &Syscall) -> bool {
+    use crate::decode::Call;
+    match s.call {
+        Call::Mount => matches!(
+            s.arg("flags"),
+            Some(crate::record::Value::Flags { raw, .. }) if raw & libc::MS_MOVE != 0
+        ),
+        Call::MoveMount | Call::PivotRoot => true,
+        _ => false,
     }
 }
 
