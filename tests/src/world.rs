@@ -542,9 +542,10 @@ impl World {
                         || pids.contains(&r["cause_pid"].as_u64().unwrap_or(0)))
             })
             .collect();
+        let who: Vec<(u32, u64)> = self.nss.iter().map(|n| (n.pid, n.mntns)).collect();
         assert!(
             orphans.is_empty(),
-            "mount changes with no syscall: {orphans:#?}"
+            "mount changes with no syscall: {orphans:#?}\nthe test's (pid, mntns): {who:?}"
         );
         records
     }

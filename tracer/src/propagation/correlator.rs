@@ -204,11 +204,12 @@ impl Correlator {
         let mut mounts = 0;
         let mut keep = VecDeque::with_capacity(self.pending.len());
         for (i, p) in self.pending.drain(..).enumerate() {
+            // Its detaches may span reads; those of mounts no table listed
+            // are taken from this read only.
             let here = p.was.as_ref().map(|(n, _)| *n);
-            let part = i >= batch
-                && p.pid == pid
+            let part = p.pid == pid
                 && p.mask == FAN_MNT_DETACH
-                && (here == Some(ns) || here.is_none());
+                && (here == Some(ns) || (here.is_none() && i >= batch));
             if part {
                 mounts += usize::from(here.is_some());
             } else {
@@ -550,8 +551,20 @@ impl Correlator {
         fn key(m: &Mount) -> (&str, &str, (u32, u32)) {
             (&m.mount_point, &m.root, m.dev)
         }
+        // Unique ids only grow: the copies got theirs when the namespace was
+        // made, so a parent mount with a larger id came later and was never
+        // copied (mountinfo's reused ids tell nothing).
+        let made = match self.model.source {
+            crate::model::Source::Statmount => c.table.iter().map(|m| m.id).min(),
+            crate::model::Source::Mountinfo => None,
+        };
+        let parent_then: Vec<&Mount> = p
+            .table
+            .iter()
+            .filter(|m| made.is_none_or(|made| m.id < made))
+            .collect();
         let mut copies: BTreeMap<(&str, &str, (u32, u32)), usize> = BTreeMap::new();
-        for m in p.table.iter() {
+        for m in &parent_then {
             *copies.entry(key(m)).or_default() += 1;
         }
         let mut extra = Change::default();
@@ -561,7 +574,7 @@ impl Correlator {
                 _ => extra.attached.push(m.clone()),
             }
         }
-        for m in p.table.iter() {
+        for m in parent_then {
             if let Some(n) = copies.get_mut(&key(m))
                 && *n > 0
             {
