@@ -24,6 +24,14 @@ fn expect(w: &World, out: &Outcome, want: &[(usize, &str, &str)]) {
     assert_eq!(got, want, "the kernel did not answer as SCENARIOS.md says");
 }
 
+/// A mount step whose place `explain` predicts, checked against the
+/// kernel (`World::step`) and against the scenario's stated answer.
+fn predicted(w: &mut World, who: usize, step: Value, want: &[(usize, &str, &str)]) -> Outcome {
+    let out = w.predicted_step(who, step);
+    expect(w, &out, want);
+    out
+}
+
 struct Dirs {
     _tmp: tempfile::TempDir,
     x: String,
@@ -100,8 +108,12 @@ fn s1_r4_shared_between_namespaces(mode: &'static str) {
     w.trace();
     let (a, b) = s1_setup(&mut w, &d);
     let xb = d.at("B");
-    let out = w.predicted_step(a, tmpfs("D1", &xb));
-    expect(&w, &out, &[(a, &xb, "attached"), (b, &xb, "attached")]);
+    let out = predicted(
+        &mut w,
+        a,
+        tmpfs("D1", &xb),
+        &[(a, &xb, "attached"), (b, &xb, "attached")],
+    );
     // R4: the new mount is shared, in a new peer group with its copy.
     let x_group = w.nss[a]
         .table()
@@ -126,8 +138,12 @@ fn s1_r4_shared_between_namespaces(mode: &'static str) {
     assert_eq!(copy["shared"], g, "the copy is in the same new group");
 
     let xc = d.at("C");
-    let out = w.predicted_step(b, tmpfs("D2", &xc));
-    expect(&w, &out, &[(a, &xc, "attached"), (b, &xc, "attached")]);
+    predicted(
+        &mut w,
+        b,
+        tmpfs("D2", &xc),
+        &[(a, &xc, "attached"), (b, &xc, "attached")],
+    );
     w.finish();
 }
 
@@ -159,16 +175,16 @@ fn s2_bind_peers_in_one_namespace(mode: &'static str) {
     let mut w = World::new(mode);
     w.trace();
     let a = bound(&mut w, &d, "shared");
-    let out = w.predicted_step(a, tmpfs("D1", &d.at("B/D")));
-    expect(
-        &w,
-        &out,
+    predicted(
+        &mut w,
+        a,
+        tmpfs("D1", &d.at("B/D")),
         &[(a, &d.at("B/D"), "attached"), (a, &d.at("C/D"), "attached")],
     );
-    let out = w.predicted_step(a, tmpfs("D2", &d.at("C/E")));
-    expect(
-        &w,
-        &out,
+    predicted(
+        &mut w,
+        a,
+        tmpfs("D2", &d.at("C/E")),
         &[(a, &d.at("C/E"), "attached"), (a, &d.at("B/E"), "attached")],
     );
     w.finish();
@@ -180,10 +196,10 @@ fn s3_slave_namespace(mode: &'static str) {
     w.trace();
     let (a, b) = s1_setup(&mut w, &d);
     w.step(b, make(&d.x, "slave", false));
-    let out = w.predicted_step(a, tmpfs("D1", &d.at("B")));
-    expect(
-        &w,
-        &out,
+    let out = predicted(
+        &mut w,
+        a,
+        tmpfs("D1", &d.at("B")),
         &[(a, &d.at("B"), "attached"), (b, &d.at("B"), "attached")],
     );
     let copy = out
@@ -192,8 +208,12 @@ fn s3_slave_namespace(mode: &'static str) {
         .find(|r| r["mntns"] == w.nss[b].mntns)
         .expect("copy");
     assert_eq!(copy["relation"], "slave", "{copy}");
-    let out = w.predicted_step(b, tmpfs("D2", &d.at("C")));
-    expect(&w, &out, &[(b, &d.at("C"), "attached")]);
+    predicted(
+        &mut w,
+        b,
+        tmpfs("D2", &d.at("C")),
+        &[(b, &d.at("C"), "attached")],
+    );
     w.finish();
 }
 
@@ -203,14 +223,18 @@ fn s4_slave_bind(mode: &'static str) {
     w.trace();
     let a = bound(&mut w, &d, "shared");
     w.step(a, make(&d.at("C"), "slave", false));
-    let out = w.predicted_step(a, tmpfs("D1", &d.at("B/D")));
-    expect(
-        &w,
-        &out,
+    predicted(
+        &mut w,
+        a,
+        tmpfs("D1", &d.at("B/D")),
         &[(a, &d.at("B/D"), "attached"), (a, &d.at("C/D"), "attached")],
     );
-    let out = w.predicted_step(a, tmpfs("D2", &d.at("C/E")));
-    expect(&w, &out, &[(a, &d.at("C/E"), "attached")]);
+    predicted(
+        &mut w,
+        a,
+        tmpfs("D2", &d.at("C/E")),
+        &[(a, &d.at("C/E"), "attached")],
+    );
     w.finish();
 }
 
@@ -220,10 +244,18 @@ fn s5_private_namespace(mode: &'static str) {
     w.trace();
     let a = x_in_fresh(&mut w, &d, &["B", "C"]);
     let b = w.clone_of(a);
-    let out = w.predicted_step(a, tmpfs("D1", &d.at("B")));
-    expect(&w, &out, &[(a, &d.at("B"), "attached")]);
-    let out = w.predicted_step(b, tmpfs("D2", &d.at("C")));
-    expect(&w, &out, &[(b, &d.at("C"), "attached")]);
+    predicted(
+        &mut w,
+        a,
+        tmpfs("D1", &d.at("B")),
+        &[(a, &d.at("B"), "attached")],
+    );
+    predicted(
+        &mut w,
+        b,
+        tmpfs("D2", &d.at("C")),
+        &[(b, &d.at("C"), "attached")],
+    );
     w.finish();
 }
 
@@ -232,10 +264,18 @@ fn s6_private_bind(mode: &'static str) {
     let mut w = World::new(mode);
     w.trace();
     let a = bound(&mut w, &d, "private");
-    let out = w.predicted_step(a, tmpfs("D1", &d.at("B/D")));
-    expect(&w, &out, &[(a, &d.at("B/D"), "attached")]);
-    let out = w.predicted_step(a, tmpfs("D2", &d.at("C/E")));
-    expect(&w, &out, &[(a, &d.at("C/E"), "attached")]);
+    predicted(
+        &mut w,
+        a,
+        tmpfs("D1", &d.at("B/D")),
+        &[(a, &d.at("B/D"), "attached")],
+    );
+    predicted(
+        &mut w,
+        a,
+        tmpfs("D2", &d.at("C/E")),
+        &[(a, &d.at("C/E"), "attached")],
+    );
     w.finish();
 }
 
@@ -246,10 +286,18 @@ fn s7_unbindable_namespace(mode: &'static str) {
     let a = x_in_fresh(&mut w, &d, &["B", "C"]);
     w.step(a, make(&d.x, "unbindable", false));
     let b = w.clone_of(a);
-    let out = w.predicted_step(a, tmpfs("D1", &d.at("B")));
-    expect(&w, &out, &[(a, &d.at("B"), "attached")]);
-    let out = w.predicted_step(b, tmpfs("D2", &d.at("C")));
-    expect(&w, &out, &[(b, &d.at("C"), "attached")]);
+    predicted(
+        &mut w,
+        a,
+        tmpfs("D1", &d.at("B")),
+        &[(a, &d.at("B"), "attached")],
+    );
+    predicted(
+        &mut w,
+        b,
+        tmpfs("D2", &d.at("C")),
+        &[(b, &d.at("C"), "attached")],
+    );
     w.finish();
 }
 
@@ -279,10 +327,10 @@ fn r2_slave_and_shared_chain(mode: &'static str) {
     w.step(b, make(&d.x, "shared", false));
     let c = w.clone_of(b);
     let xb = d.at("B");
-    let out = w.predicted_step(a, tmpfs("D1", &xb));
-    expect(
-        &w,
-        &out,
+    predicted(
+        &mut w,
+        a,
+        tmpfs("D1", &xb),
         &[
             (a, &xb, "attached"),
             (b, &xb, "attached"),
@@ -290,8 +338,12 @@ fn r2_slave_and_shared_chain(mode: &'static str) {
         ],
     );
     let xc = d.at("C");
-    let out = w.predicted_step(b, tmpfs("D2", &xc));
-    expect(&w, &out, &[(b, &xc, "attached"), (c, &xc, "attached")]);
+    predicted(
+        &mut w,
+        b,
+        tmpfs("D2", &xc),
+        &[(b, &xc, "attached"), (c, &xc, "attached")],
+    );
     w.finish();
 }
 
@@ -317,23 +369,27 @@ fn r3_recursive_propagation_change(mode: &'static str) {
     let b = w.clone_of(a);
     w.step(a, mkdir(&d.at("B/d")));
     // X/B became shared with X: the mount reaches ns2.
-    let out = w.predicted_step(a, tmpfs("d", &d.at("B/d")));
-    expect(
-        &w,
-        &out,
+    predicted(
+        &mut w,
+        a,
+        tmpfs("d", &d.at("B/d")),
         &[(a, &d.at("B/d"), "attached"), (b, &d.at("B/d"), "attached")],
     );
     let out = w.step(b, make(&d.x, "slave", true));
     let sys = out.syscall.expect("reported");
     assert_eq!(flag_names(&sys), ["MS_REC", "MS_SLAVE"], "{sys}");
     w.step(b, mkdir(&d.at("B/e")));
-    let out = w.predicted_step(b, tmpfs("e", &d.at("B/e")));
-    expect(&w, &out, &[(b, &d.at("B/e"), "attached")]);
+    predicted(
+        &mut w,
+        b,
+        tmpfs("e", &d.at("B/e")),
+        &[(b, &d.at("B/e"), "attached")],
+    );
     w.step(a, mkdir(&d.at("B/f")));
-    let out = w.predicted_step(a, tmpfs("f", &d.at("B/f")));
-    expect(
-        &w,
-        &out,
+    predicted(
+        &mut w,
+        a,
+        tmpfs("f", &d.at("B/f")),
         &[(a, &d.at("B/f"), "attached"), (b, &d.at("B/f"), "attached")],
     );
     w.finish();
@@ -345,8 +401,12 @@ fn namespace_made_before_mnttrace_is_known(mode: &'static str) {
     let (a, b) = s1_setup(&mut w, &d);
     w.trace();
     let xb = d.at("B");
-    let out = w.predicted_step(a, tmpfs("D1", &xb));
-    expect(&w, &out, &[(a, &xb, "attached"), (b, &xb, "attached")]);
+    predicted(
+        &mut w,
+        a,
+        tmpfs("D1", &xb),
+        &[(a, &xb, "attached"), (b, &xb, "attached")],
+    );
     let out = w.step(b, umount(&xb, 0));
     expect(&w, &out, &[(a, &xb, "detached"), (b, &xb, "detached")]);
     w.finish();

@@ -23,7 +23,7 @@ use crate::{
     cli::Cli,
     decode::{self, Clock},
     filter::Filter,
-    model::{Model, Source},
+    model::Source,
     output::Output,
     propagation::{self, Correlator, Mode, fanotify::Watcher},
     record::{Lost, Record},
@@ -245,11 +245,7 @@ fn correlator(cli: &Cli, tracefs: &Tracefs, kernel_tgid: u32) -> anyhow::Result<
             }
         },
     };
-    let model = match mode {
-        Mode::Off => Model::new(source, own),
-        _ => Model::load(source, own),
-    };
-    let corr = Correlator::new(model, mode, watcher, kernel_tgid);
+    let corr = Correlator::new(source, own, mode, watcher, kernel_tgid);
     match mode {
         Mode::Off => eprintln!("mnttrace: propagation: off"),
         m => eprintln!(

@@ -50,10 +50,12 @@ impl Model {
         }
     }
 
-    /// Every namespace on the machine, with its mounts.
-    pub fn load(source: Source, skip: u32) -> Model {
+    /// Every namespace on the machine, with its mounts; `before` sees each
+    /// one before it is read (to watch it: nothing falls between the two).
+    pub fn load(source: Source, skip: u32, mut before: impl FnMut(&Found)) -> Model {
         let mut m = Model::new(source, skip);
         for f in source.discover(skip) {
+            before(&f);
             if let Err(e) = m.add(f) {
                 log::debug!("mnt:[{}] not loaded: {e}", f.inode);
             }
@@ -93,8 +95,14 @@ impl Model {
     }
 
     /// Reads namespace `f` and puts it in the model (replacing what was known).
-    pub fn add(&mut self, f: Found) -> Result<&Namespace, SourceError> {
+    pub fn add(&mut self, f: Found) -> Result<(), SourceError> {
         let mounts = self.source.list(&f)?;
+        self.install(f, mounts);
+        Ok(())
+    }
+
+    /// Puts `mounts` in as namespace `f`'s whole table, indexed.
+    fn install(&mut self, f: Found, mounts: Vec<Mount>) {
         self.forget(f.inode);
         for m in &mounts {
             self.owner.insert(m.id, f.inode);
@@ -104,7 +112,7 @@ impl Model {
             found: f,
             table: MountTable::new(mounts),
         };
-        Ok(self.namespaces.entry(f.inode).or_insert(ns))
+        self.namespaces.insert(f.inode, ns);
     }
 
     /// Drops a namespace that no longer exists.
@@ -142,18 +150,7 @@ impl Model {
             .filter(|m| !seen.contains(&m.id))
             .cloned()
             .collect();
-        self.forget(inode);
-        for m in &fresh {
-            self.owner.insert(m.id, inode);
-            self.peers.add(inode, m);
-        }
-        self.namespaces.insert(
-            inode,
-            Namespace {
-                found: f,
-                table: MountTable::new(fresh),
-            },
-        );
+        self.install(f, fresh);
         Ok(change)
     }
 

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     model::{
-        Change, Model, Mount,
+        Change, Found, Model, Mount, Source,
         reach::{self, Relation},
     },
     record::{Action, Ended, Evidence, LossReason, Lost, Propagated, Syscall, Via},
@@ -71,8 +71,20 @@ pub struct Correlator {
 }
 
 impl Correlator {
-    pub fn new(model: Model, mode: Mode, watcher: Option<Watcher>, kernel_tgid: u32) -> Correlator {
-        let mut c = Correlator {
+    /// Reads every namespace (none with `Mode::Off`), each watched first.
+    pub fn new(
+        source: Source,
+        skip: u32,
+        mode: Mode,
+        watcher: Option<Watcher>,
+        kernel_tgid: u32,
+    ) -> Correlator {
+        let model = match (mode, &watcher) {
+            (Mode::Off, _) => Model::new(source, skip),
+            (_, Some(w)) => Model::load(source, skip, |f| watch(w, f)),
+            (_, None) => Model::load(source, skip, |_| {}),
+        };
+        Correlator {
             model,
             mode,
             watcher,
@@ -85,12 +97,7 @@ impl Correlator {
             overflows: 0,
             overflows_total: 0,
             overflow_since: SystemTime::now(),
-        };
-        let inodes: Vec<u32> = c.model.namespaces().map(|n| n.found.inode).collect();
-        for ino in inodes {
-            c.watch(ino);
         }
-        c
     }
 
     /// fanotify queue overflows so far (each lost an unknown number of events).
@@ -102,18 +109,12 @@ impl Correlator {
         self.watcher.as_ref()
     }
 
-    fn watch(&mut self, inode: u32) {
-        let Some(w) = &self.watcher else { return };
-        let Some(ns) = self.model.get(inode) else {
-            return;
-        };
-        let path = format!("/proc/{}/ns/mnt", ns.found.pid);
-        let r = File::open(&path)
-            .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
-            .and_then(|f| w.watch(f.as_fd()));
-        if let Err(e) = r {
-            log::warn!("cannot watch mnt:[{inode}] through {path}: {e}");
+    /// Watches `f` (fanotify mode), then reads it into the model.
+    fn add(&mut self, f: Found) -> Result<(), crate::model::SourceError> {
+        if let Some(w) = &self.watcher {
+            watch(w, &f);
         }
+        self.model.add(f)
     }
 
     /// Reads every queued mount event, looks each mount up while it exists and
@@ -500,14 +501,9 @@ impl Correlator {
         if self.model.is_current(&f) || f.inode == self.model.skipped() {
             return;
         }
-        if let Err(e) = self.model.add(f) {
+        if let Err(e) = self.add(f) {
             log::debug!("reading new mnt:[{}]: {e}", f.inode);
             return;
-        }
-        self.watch(f.inode);
-        // Re-read once watched: nothing falls between listing and watch.
-        if let Err(e) = self.model.refresh(f.inode) {
-            log::debug!("reading new mnt:[{}]: {e}", f.inode);
         }
         if s.call == crate::decode::Call::Setns {
             return;
@@ -651,11 +647,21 @@ impl Correlator {
             self.model.forget(ns);
         }
         for f in found {
-            if !self.model.is_current(&f) && self.model.add(f).is_ok() {
+            if !self.model.is_current(&f) && self.add(f).is_ok() {
                 log::debug!("mnt:[{}] found by rescan", f.inode);
-                self.watch(f.inode);
             }
         }
+    }
+}
+
+/// Marks namespace `f` (through its process's /proc entry) for mount events.
+fn watch(w: &Watcher, f: &Found) {
+    let path = format!("/proc/{}/ns/mnt", f.pid);
+    let r = File::open(&path)
+        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
+        .and_then(|nsfd| w.watch(nsfd.as_fd()));
+    if let Err(e) = r {
+        log::warn!("cannot watch mnt:[{}] through {path}: {e}", f.inode);
     }
 }
 

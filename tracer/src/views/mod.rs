@@ -11,7 +11,7 @@ use crate::{
 
 pub fn run(view: &View, tables: crate::cli::Tables) -> anyhow::Result<()> {
     let source = tables.source()?;
-    let model = Model::load(source, 0);
+    let model = Model::load(source, 0, |_| {});
     if model.namespaces().next().is_none() {
         anyhow::bail!("no mount namespace could be read (is /proc mounted?)");
     }
