@@ -21,6 +21,7 @@ use crate::{
         tracefs::Tracefs,
     },
     cli::Cli,
+    container::Containers,
     decode::{self, Clock},
     filter::Filter,
     model::Source,
@@ -111,6 +112,7 @@ pub async fn run<W: Write>(
         limit: cli.count,
         losses: Losses::new(),
         corr,
+        containers: Containers::new(&cli.runtime_root),
     };
     if let Err(e) = out.header() {
         if e.kind() == io::ErrorKind::BrokenPipe {
@@ -260,6 +262,7 @@ fn correlator(cli: &Cli, tracefs: &Tracefs, kernel_tgid: u32) -> anyhow::Result<
 
 struct State {
     corr: Correlator,
+    containers: Containers,
     filter: Filter,
     clock: Clock,
     next_id: u64,
@@ -284,11 +287,16 @@ impl State {
             drop(item);
             let id = self.next_id;
             self.next_id += 1;
-            let Some(sys) = decode::syscall(&raw, id, &self.clock) else {
+            let Some(mut sys) = decode::syscall(&raw, id, &self.clock) else {
                 log::warn!("event with unknown call id {} skipped", raw.call);
                 continue;
             };
-            let effects = self.corr.on_syscall(&sys);
+            let witness = self.witness(sys.mntns_after);
+            sys.container = self.containers.of_call(sys.pid, sys.mntns_after, witness);
+            let mut effects = self.corr.on_syscall(&sys);
+            for p in &mut effects {
+                p.container = self.ns_container(p.mntns);
+            }
             if !self.filter.matches(&sys, &effects) {
                 continue;
             }
@@ -312,6 +320,17 @@ impl State {
 }
 
 impl State {
+    /// A process the model knows in namespace `mntns`.
+    fn witness(&self, mntns: u32) -> Option<u32> {
+        self.corr.model.get(mntns).map(|n| n.found.pid)
+    }
+
+    /// The container whose namespace `mntns` is.
+    fn ns_container(&mut self, mntns: u32) -> Option<std::sync::Arc<crate::container::Container>> {
+        let pid = self.witness(mntns)?;
+        self.containers.of_namespace(mntns, pid)
+    }
+
     /// Once a second: losses, mount events no syscall claimed, namespaces
     /// that died or appeared.
     fn tick<W: Write>(
@@ -320,6 +339,7 @@ impl State {
         out: &mut Output<W>,
     ) -> io::Result<()> {
         self.losses.report(drops, out)?;
+        self.containers.tick();
         let (orphans, ended, lost) = self.corr.tick();
         if let Some(lost) = lost {
             out.write(&Record::Lost(lost))?;
@@ -340,12 +360,19 @@ impl State {
         out: &mut Output<W>,
     ) -> io::Result<()> {
         for e in ended {
-            if self.filter.matches_unexplained(e.mntns, e.pid) {
+            if self
+                .filter
+                .matches_unexplained(e.mntns, e.pid, e.container.as_deref())
+            {
                 out.write(&Record::Ended(e))?;
             }
         }
-        for p in orphans {
-            if self.filter.matches_unexplained(p.mntns, p.cause_pid) {
+        for mut p in orphans {
+            p.container = self.ns_container(p.mntns);
+            if self
+                .filter
+                .matches_unexplained(p.mntns, p.cause_pid, p.container.as_deref())
+            {
                 out.write(&Record::Propagated(p))?;
             }
         }

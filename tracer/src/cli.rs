@@ -48,6 +48,17 @@ pub struct Cli {
     #[arg(long, value_name = "COMM")]
     pub comm: Vec<String>,
 
+    /// Only calls made in this container, or whose mounts reached it: an id
+    /// prefix or a name (docker, Kubernetes, runc/crun id); repeatable.
+    #[arg(long, value_name = "ID|NAME", value_parser = parse_container)]
+    pub container: Vec<String>,
+
+    /// Another OCI runtime state directory to read container ids, bundles and
+    /// annotations from (`runc --root`); repeatable. /run/runc, /run/crun,
+    /// containerd's and every running dockerd's are always read.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub runtime_root: Vec<std::path::PathBuf>,
+
     /// Only calls whose mount namespace (before or after) has this inode; repeatable.
     #[arg(long, value_name = "INODE", value_parser = clap::value_parser!(u32).range(1..))]
     pub mntns: Vec<u32>,
@@ -113,7 +124,24 @@ pub enum View {
         /// The namespace with this inode.
         #[arg(long, value_name = "INODE", value_parser = clap::value_parser!(u32).range(1..))]
         mntns: Option<u32>,
+        /// Answer for this container (id prefix or name): would it see a
+        /// mount made at PATH, where, and if not, where the chain breaks.
+        #[arg(long, value_name = "ID|NAME", value_parser = parse_container)]
+        container: Option<String>,
         /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Each container's mounts: path inside, the host path it shows, and
+    /// whether mounts propagate from the host into it and back.
+    Volumes {
+        /// Only this container (id prefix or name).
+        #[arg(value_parser = parse_container)]
+        container: Option<String>,
+        /// The namespace that counts as the host: this process's (default: pid 1's).
+        #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+        host_pid: Option<u32>,
+        /// One JSON document (schema mnttrace/volumes/v1).
         #[arg(long)]
         json: bool,
     },
@@ -147,6 +175,20 @@ pub enum ColorChoice {
     Auto,
     Always,
     Never,
+}
+
+fn parse_container(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a container id or name (letters, digits, '_', '.', '-')"
+        ))
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -213,6 +255,9 @@ mod tests {
             &["mnttrace", "explain"],
             &["mnttrace", "explain", "/x", "--pid", "1", "--mntns", "2"],
             &["mnttrace", "snapshot", "--json", "--dot"],
+            &["mnttrace", "--container", ""],
+            &["mnttrace", "--container", "a/b"],
+            &["mnttrace", "volumes", "x y"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?} accepted");
         }

@@ -2,6 +2,7 @@
 mod agent;
 mod capture;
 mod cli;
+mod container;
 mod decode;
 mod filter;
 mod model;
@@ -55,7 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     if let Some(view) = &cli.view {
         // Reading other namespaces' tables takes CAP_SYS_ADMIN, not BPF.
         capture::privileges::check(capture::privileges::Need::Read)?;
-        views::run(view, cli.mount_tables)?;
+        views::run(view, cli.mount_tables, &cli.runtime_root)?;
         return Ok(std::process::ExitCode::SUCCESS);
     }
     // Before the runtime starts threads: tracefs may need a private mount

@@ -1,7 +1,8 @@
 //! What mnttrace reports: decoded, owned records, independent of output format.
-use std::time::SystemTime;
+use std::{sync::Arc, time::SystemTime};
 
 use crate::{
+    container::Container,
     decode::Call,
     model::{Propagation, reach::Relation},
 };
@@ -54,6 +55,8 @@ pub struct Syscall {
     pub mntns_before: u32,
     pub mntns_after: u32,
     pub args: Vec<Arg>,
+    /// The container the process is in (filled by the agent).
+    pub container: Option<Arc<Container>>,
 }
 
 impl Syscall {
@@ -194,6 +197,8 @@ pub struct Propagated {
     pub source: String,
     pub evidence: Evidence,
     pub via: Via,
+    /// The container whose namespace `mntns` is (filled by the agent).
+    pub container: Option<Arc<Container>>,
 }
 
 /// A mount namespace whose last process left: the kernel detached all its
@@ -205,6 +210,7 @@ pub struct Ended {
     /// The process whose exit (or last setns/unshare) released it, as the kernel names it.
     pub pid: Option<u32>,
     pub mounts: usize,
+    pub container: Option<Arc<Container>>,
 }
 
 pub enum Record {

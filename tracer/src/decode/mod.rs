@@ -203,6 +203,7 @@ pub fn syscall(e: &Event, id: u64, clock: &Clock) -> Option<Syscall> {
         }
     }
     Some(Syscall {
+        container: None,
         id,
         time: clock.wall(e.ts_ns),
         ktime_ns: e.ts_ns,

@@ -17,7 +17,8 @@ const DIM: &str = "\x1b[2m";
 const CYAN: &str = "\x1b[36m";
 const RESET: &str = "\x1b[0m";
 
-pub const HEADER: &str = "TIME            COMM             PID      TID      MNTNS       CALL";
+pub const HEADER: &str =
+    "TIME            COMM             PID      TID      MNTNS       CONTAINER    CALL";
 
 impl Human {
     fn paint(&self, code: &str, s: &str) -> String {
@@ -85,6 +86,14 @@ impl Human {
             how.insert(0, format!("mount {}", p.mnt_id));
         }
         let mut line = format!("mnt:[{}] {path}  {}", p.mntns, p.action.name());
+        if let Some(c) = &p.container {
+            line = format!(
+                "mnt:[{}] ({}) {path}  {}",
+                p.mntns,
+                label(c),
+                p.action.name()
+            );
+        }
         if let Some(from) = &p.from_path {
             let _ = write!(line, " from {}", quoted(from.as_bytes()).trim_matches('"'));
         }
@@ -123,12 +132,13 @@ impl Human {
 
     pub fn syscall(&self, s: &Syscall) -> String {
         let mut line = format!(
-            "{:<15} {:<16} {:<8} {:<8} {:<11} ",
+            "{:<15} {:<16} {:<8} {:<8} {:<11} {:<12} ",
             clock(s.time),
             quoted(s.comm.as_bytes()).trim_matches('"'),
             s.pid,
             s.tid,
             s.mntns_before,
+            container(s.container.as_deref()),
         );
         line.push_str(&self.paint(BOLD, s.call.name()));
         line.push('(');
@@ -157,6 +167,16 @@ impl Human {
         }
         line
     }
+}
+
+/// The container column: a name or short id, made safe for the terminal.
+fn container(c: Option<&crate::container::Container>) -> String {
+    c.map_or_else(|| "-".to_string(), label)
+}
+
+fn label(c: &crate::container::Container) -> String {
+    let l = quoted(c.label().as_bytes()).trim_matches('"').to_string();
+    l.chars().take(12).collect()
 }
 
 fn render(v: &Value) -> String {

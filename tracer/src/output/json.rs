@@ -64,6 +64,7 @@ pub fn syscall(s: &Syscall) -> J {
         "args": args,
         "truncated": truncated,
         "unreadable": unreadable,
+        "container": container(s.container.as_deref()),
     })
 }
 
@@ -91,6 +92,7 @@ pub fn line(r: &Record) -> String {
             "mntns": e.mntns,
             "pid": e.pid,
             "mounts": e.mounts,
+            "container": container(e.container.as_deref()),
         }),
     };
     v.to_string()
@@ -116,5 +118,10 @@ pub fn propagated(p: &Propagated) -> J {
         "source": p.source,
         "evidence": p.evidence.name(),
         "via": p.via.name(),
+        "container": container(p.container.as_deref()),
     })
+}
+
+fn container(c: Option<&crate::container::Container>) -> J {
+    c.map_or(J::Null, |c| c.json())
 }

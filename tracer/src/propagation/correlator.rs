@@ -220,6 +220,7 @@ impl Correlator {
         self.pending = keep;
         if self.kernel_tgid == 0 || pid == self.kernel_tgid {
             self.ended.push(Ended {
+                container: None,
                 time: SystemTime::now(),
                 mntns: ns,
                 pid: (pid != 0).then_some(pid),
@@ -350,14 +351,15 @@ impl Correlator {
         out
     }
 
-    /// How many mounts a plain (not recursive, not moving) mount(2) attaches:
-    /// one per place the propagation rules name.
+    /// How many mounts a mount(2) that does not move attaches: one per place
+    /// the propagation rules name, times the mounts a recursive bind copies
+    /// (its source's subtree, as the model had it before the call).
     fn copies(&self, s: &Syscall, mine: &[Pending]) -> Option<usize> {
         let flags = match s.arg("flags") {
             Some(crate::record::Value::Flags { raw, .. }) => *raw,
             _ => return None,
         };
-        if s.call != crate::decode::Call::Mount || flags & (libc::MS_REC | libc::MS_MOVE) != 0 {
+        if s.call != crate::decode::Call::Mount || flags & libc::MS_MOVE != 0 {
             return None;
         }
         let path = target(s)?;
@@ -365,7 +367,25 @@ impl Correlator {
         let pred =
             reach::predict_except(&self.model, s.mntns_before, &path, &|id| new.contains(&id))
                 .ok()?;
-        Some(pred.targets.len())
+        let per_place = if flags & libc::MS_REC != 0 {
+            if flags & libc::MS_BIND == 0 {
+                return None;
+            }
+            let source = super::source(s)?;
+            let table = &self.model.get(s.mntns_before)?.table;
+            // Unique mount ids only grow: what the call copied existed before
+            // its first new mount, whatever the model has read since.
+            let first = new.first().copied().unwrap_or(u64::MAX);
+            table
+                .iter()
+                .filter(|m| m.id < first && !m.propagation.unbindable)
+                .filter(|m| crate::model::mount::below(&source, &m.mount_point).is_some())
+                .count()
+                .max(1)
+        } else {
+            1
+        };
+        Some(pred.targets.len() * per_place)
     }
 
     fn record(&self, p: &Pending, cause: Option<&Syscall>) -> Propagated {
@@ -381,6 +401,7 @@ impl Correlator {
         };
         let path = m.map(|m| m.mount_point.clone());
         Propagated {
+            container: None,
             time: SystemTime::now(),
             cause: cause.map(|s| s.id),
             cause_pid: (p.pid != 0).then_some(p.pid),
@@ -465,6 +486,7 @@ impl Correlator {
 
     fn changes(&self, ns: u32, c: &Change, cause: Option<&Syscall>, via: Via) -> Vec<Propagated> {
         let rec = |m: &Mount, action, from: Option<String>| Propagated {
+            container: None,
             time: SystemTime::now(),
             cause: cause.map(|s| s.id),
             cause_pid: cause.map(|s| s.pid),
@@ -697,7 +719,10 @@ fn moves(s: &Syscall) -> bool {
 /// How a mount at `path` in `ns` relates to the syscall that caused it.
 fn relation(s: &Syscall, ns: u32, path: &str, m: &Mount) -> Relation {
     let home = ns == s.mntns_before || ns == s.mntns_after;
-    if home && target(s).as_deref() == Some(path) {
+    // Runtimes mount through /proc/self/fd/N (an O_PATH fd on the target):
+    // in the caller's namespace that is the call's own mount.
+    let magic = |t: &str| t.starts_with("/proc/") && t.contains("/fd/");
+    if home && target(s).is_some_and(|t| t == path || magic(&t)) {
         Relation::Own
     } else if m.propagation.master.is_some() {
         Relation::Slave

@@ -96,6 +96,18 @@ pub fn target(s: &Syscall) -> Option<String> {
         Call::PivotRoot => &["new_root_resolved", "new_root"],
         _ => return None,
     };
+    path_arg(s, names)
+}
+
+/// What a bind mount(2) copies from, absolute where it can be known.
+pub fn source(s: &Syscall) -> Option<String> {
+    match s.call {
+        Call::Mount => path_arg(s, &["source_resolved", "source"]),
+        _ => None,
+    }
+}
+
+fn path_arg(s: &Syscall, names: &[&str]) -> Option<String> {
     names.iter().find_map(|n| match s.arg(n) {
         Some(Value::Str {
             bytes,

@@ -1,16 +1,29 @@
 //! `mnttrace snapshot` and `mnttrace explain`: the model, read once, shown.
 mod explain;
 mod snapshot;
+mod volumes;
 
 use anyhow::Context as _;
 
 use crate::{
     cli::View,
+    container::Containers,
     model::{Model, Mount},
 };
 
-pub fn run(view: &View, tables: crate::cli::Tables) -> anyhow::Result<()> {
+pub fn run(
+    view: &View,
+    tables: crate::cli::Tables,
+    runtime_roots: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
     let source = tables.source()?;
+    let mut containers = Containers::new(runtime_roots);
+    let namespaces = |model: &Model| -> Vec<(u32, u32)> {
+        model
+            .namespaces()
+            .map(|n| (n.found.inode, n.found.pid))
+            .collect()
+    };
     let model = Model::load(source, 0, |_| {});
     if model.namespaces().next().is_none() {
         anyhow::bail!("no mount namespace could be read (is /proc mounted?)");
@@ -25,10 +38,38 @@ pub fn run(view: &View, tables: crate::cli::Tables) -> anyhow::Result<()> {
                 snapshot::human(&model)
             }
         }
+        View::Volumes {
+            container,
+            host_pid,
+            json,
+        } => {
+            let host_pid = host_pid.unwrap_or(1);
+            let host = source
+                .identify(host_pid)
+                .with_context(|| format!("no process {host_pid}"))?
+                .inode;
+            let mut found = match container {
+                Some(q) => vec![containers.find(q, namespaces(&model))?],
+                None => containers.running(namespaces(&model)),
+            };
+            found.retain(|(ns, _)| *ns != host);
+            found.sort_by(|a, b| a.1.label().cmp(b.1.label()));
+            found.dedup_by(|a, b| a.1.id == b.1.id);
+            let all: Vec<_> = found
+                .iter()
+                .map(|(ns, c)| volumes::of(&model, host, c, *ns))
+                .collect();
+            if *json {
+                serde_json::to_string_pretty(&volumes::json(&all, host))?
+            } else {
+                volumes::human(&all, host)
+            }
+        }
         View::Explain {
             path,
             pid,
             mntns,
+            container,
             json,
         } => {
             let ns = match (pid, mntns) {
@@ -42,10 +83,26 @@ pub fn run(view: &View, tables: crate::cli::Tables) -> anyhow::Result<()> {
                 }
             };
             let p = crate::model::reach::predict(&model, ns, path)?;
+            let target = match container {
+                Some(q) => Some(containers.find(q, namespaces(&model))?),
+                None => None,
+            };
+            let answer = target
+                .as_ref()
+                .map(|(cns, c)| explain::for_container(&p, &model, c, *cns));
             if *json {
-                serde_json::to_string_pretty(&explain::json(&p))?
+                let mut j = explain::json(&p);
+                if let (Some(a), Some(o)) = (&answer, j.as_object_mut()) {
+                    o.insert("for_container".into(), explain::container_json(a));
+                }
+                serde_json::to_string_pretty(&j)?
             } else {
-                explain::human(&p, &model)
+                let mut text = explain::human(&p, &model);
+                if let Some(a) = &answer {
+                    text.push('\n');
+                    text.push_str(&explain::container_human(a));
+                }
+                text
             }
         }
     };

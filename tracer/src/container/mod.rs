@@ -1,0 +1,361 @@
+//! Which container a process or a mount namespace belongs to: from the
+//! process's cgroup path (every engine names its cgroups after the container)
+//! and the OCI runtime's state directory (bundle, init pid, annotations).
+//!
+//! Resolved once per cgroup and cached; a lookup reads only procfs and the
+//! runtimes' small state files, never an engine's API socket, so the event
+//! stream never waits on a daemon.
+pub mod cgroup;
+pub mod docker;
+pub mod state;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use state::{BundleConfig, StateRoot};
+
+/// Runtime state roots read by default: runc's and crun's own (also used by
+/// podman and CRI-O), and containerd's per-namespace runc roots.
+const DEFAULT_ROOTS: &[&str] = &["/run/runc", "/run/crun"];
+const CONTAINERD_RUNC: &str = "/run/containerd/runc";
+
+/// Caches are dropped whole past these sizes (they rebuild from procfs).
+const MAX_PROCS: usize = 1 << 16;
+const MAX_CGROUPS: usize = 1 << 14;
+/// How long a container whose runtime has not written its state yet is looked up again.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// One container, as far as it can be known.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Container {
+    pub id: String,
+    /// docker, containerd, cri-o, podman, runc, crun; `oci` when only a
+    /// runtime state directory names it.
+    pub runtime: String,
+    pub name: Option<String>,
+    pub pod: Option<String>,
+    pub pod_namespace: Option<String>,
+    pub pod_uid: Option<String>,
+    pub init_pid: Option<u32>,
+    pub bundle: Option<PathBuf>,
+    pub config: Option<BundleConfig>,
+}
+
+impl PartialEq for BundleConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.annotations == other.annotations
+    }
+}
+
+impl Container {
+    /// Short form for a column: the name, else the id's first 12 characters.
+    pub fn label(&self) -> &str {
+        self.name
+            .as_deref()
+            .unwrap_or_else(|| self.id.get(..12).unwrap_or(&self.id))
+    }
+
+    /// `--container` matching: an id prefix or the exact name.
+    pub fn matches(&self, query: &str) -> bool {
+        !query.is_empty() && (self.id.starts_with(query) || self.name.as_deref() == Some(query))
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "runtime": self.runtime,
+            "name": self.name,
+            "pod": self.pod,
+            "pod_namespace": self.pod_namespace,
+            "pod_uid": self.pod_uid,
+            "init_pid": self.init_pid,
+            "bundle": self.bundle,
+        })
+    }
+
+    /// Everything the runtime has written is in.
+    fn complete(&self) -> bool {
+        self.init_pid.is_some() && (self.runtime != "docker" || self.name.is_some())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("no running container matches {0:?} (by id prefix or name)")]
+    NotFound(String),
+    #[error("{query:?} matches {} containers: {}", .ids.len(), .ids.join(", "))]
+    Ambiguous { query: String, ids: Vec<String> },
+}
+
+struct Cached {
+    container: Option<Arc<Container>>,
+    first: Instant,
+}
+
+/// The resolver and its caches.
+pub struct Containers {
+    extra: Vec<StateRoot>,
+    roots: Vec<StateRoot>,
+    daemons: Vec<docker::Daemon>,
+    daemons_read: Option<Instant>,
+    by_cgroup: HashMap<String, Cached>,
+    by_proc: HashMap<(u32, u32), Option<Arc<Container>>>,
+}
+
+impl Containers {
+    /// `extra`: state roots named on the command line (`--runtime-root`).
+    pub fn new(extra: &[PathBuf]) -> Containers {
+        let mut c = Containers {
+            extra: extra.iter().map(StateRoot::local).collect(),
+            roots: Vec::new(),
+            daemons: Vec::new(),
+            daemons_read: None,
+            by_cgroup: HashMap::new(),
+            by_proc: HashMap::new(),
+        };
+        c.rediscover();
+        c
+    }
+
+    /// Finds the engines and state roots on the machine again.
+    fn rediscover(&mut self) {
+        self.daemons = docker::Daemon::discover();
+        self.daemons_read = Some(Instant::now());
+        let mut roots = self.extra.clone();
+        roots.extend(self.daemons.iter().map(|d| d.state_root()));
+        roots.extend(DEFAULT_ROOTS.iter().map(StateRoot::local));
+        if let Ok(dir) = std::fs::read_dir(CONTAINERD_RUNC) {
+            roots.extend(dir.flatten().map(|e| StateRoot {
+                engine: Some("containerd"),
+                ..StateRoot::local(e.path())
+            }));
+        }
+        self.roots = roots;
+    }
+
+    /// The container process `pid` (in namespace `mntns`) belongs to; None
+    /// when it is in none or is gone.
+    pub fn of_process(&mut self, pid: u32, mntns: u32) -> Option<Arc<Container>> {
+        self.lookup(pid, mntns).flatten()
+    }
+
+    /// The container of a call's process; if the process is gone already,
+    /// that of its namespace, through `witness`, another process in it.
+    pub fn of_call(
+        &mut self,
+        pid: u32,
+        mntns: u32,
+        witness: Option<u32>,
+    ) -> Option<Arc<Container>> {
+        match self.lookup(pid, mntns) {
+            Some(c) => c,
+            None => witness.and_then(|w| self.of_process(w, mntns)),
+        }
+    }
+
+    /// None: the process is gone.
+    fn lookup(&mut self, pid: u32, mntns: u32) -> Option<Option<Arc<Container>>> {
+        if let Some(c) = self.by_proc.get(&(pid, mntns)) {
+            return Some(c.clone());
+        }
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let c = self.of_cgroup(&text);
+        if self.by_proc.len() >= MAX_PROCS {
+            self.by_proc.clear();
+        }
+        self.by_proc.insert((pid, mntns), c.clone());
+        Some(c)
+    }
+
+    /// The container of namespace `mntns`, through `pid`, a process in it.
+    pub fn of_namespace(&mut self, mntns: u32, pid: u32) -> Option<Arc<Container>> {
+        self.of_process(pid, mntns)
+    }
+
+    fn of_cgroup(&mut self, text: &str) -> Option<Arc<Container>> {
+        if let Some(c) = self.by_cgroup.get(text) {
+            return c.container.clone();
+        }
+        let c = self.resolve(text).map(Arc::new);
+        if self.by_cgroup.len() >= MAX_CGROUPS {
+            self.by_cgroup.clear();
+        }
+        self.by_cgroup.insert(
+            text.to_string(),
+            Cached {
+                container: c.clone(),
+                first: Instant::now(),
+            },
+        );
+        c
+    }
+
+    /// Once a second: containers whose runtime had not written everything
+    /// yet (state file, engine name) are read again, for later records.
+    pub fn tick(&mut self) {
+        let pending: Vec<String> = self
+            .by_cgroup
+            .iter()
+            .filter(|(_, c)| {
+                c.first.elapsed() < SETTLE && c.container.as_ref().is_some_and(|c| !c.complete())
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        if pending.is_empty() {
+            return;
+        }
+        let mut changed = false;
+        for text in pending {
+            let fresh = self.resolve(&text);
+            if let Some(cached) = self.by_cgroup.get_mut(&text)
+                && cached.container.as_deref() != fresh.as_ref()
+            {
+                cached.container = fresh.map(Arc::new);
+                changed = true;
+            }
+        }
+        if changed {
+            self.by_proc.clear();
+        }
+    }
+
+    /// Reads what the cgroup path and the runtimes say.
+    fn resolve(&mut self, text: &str) -> Option<Container> {
+        let paths: Vec<String> = cgroup::paths(text).into_iter().map(String::from).collect();
+        for path in &paths {
+            if let Some(h) = cgroup::classify(path) {
+                let mut c = Container {
+                    runtime: h.runtime.unwrap_or("cri").to_string(),
+                    id: h.id,
+                    pod_uid: h.pod_uid,
+                    ..Default::default()
+                };
+                self.enrich(&mut c);
+                return Some(c);
+            }
+        }
+        // runc and crun without an engine: the cgroup's leaf is the id, and
+        // the runtime made a directory for it before starting the container.
+        for path in &paths {
+            let Some(leaf) = cgroup::leaf(path) else {
+                continue;
+            };
+            if self.roots.iter().any(|r| r.has(leaf)) {
+                let mut c = Container {
+                    runtime: "oci".into(),
+                    id: leaf.to_string(),
+                    ..Default::default()
+                };
+                self.enrich(&mut c);
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// Adds what the runtime's state, the bundle and the engine know.
+    fn enrich(&mut self, c: &mut Container) {
+        let mut found = self
+            .roots
+            .iter()
+            .find_map(|r| Some((r.read(&c.id)?, r.engine)));
+        let stale = self
+            .daemons_read
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
+        if found.is_none() && c.runtime == "docker" && stale {
+            // A daemon started since: look again, at most once a second.
+            self.rediscover();
+            found = self
+                .roots
+                .iter()
+                .find_map(|r| Some((r.read(&c.id)?, r.engine)));
+        }
+        if let Some((s, engine)) = found {
+            if c.runtime == "oci" || c.runtime == "cri" && engine.is_none() {
+                c.runtime = engine.unwrap_or(s.runtime).to_string();
+            }
+            c.init_pid = s.init_pid;
+            c.bundle = s.bundle;
+            c.config = s.bundle_config;
+        } else if c.runtime == "oci"
+            && let Some(r) = self.roots.iter().find(|r| r.has(&c.id))
+        {
+            c.runtime = r.engine.unwrap_or(root_runtime(&r.dir)).to_string();
+        }
+        if let Some(cfg) = &c.config {
+            c.pod = cfg.annotation(&["io.kubernetes.pod.name", "io.kubernetes.cri.sandbox-name"]);
+            c.pod_namespace = cfg.annotation(&[
+                "io.kubernetes.pod.namespace",
+                "io.kubernetes.cri.sandbox-namespace",
+            ]);
+            c.pod_uid = c.pod_uid.take().or_else(|| {
+                cfg.annotation(&["io.kubernetes.pod.uid", "io.kubernetes.cri.sandbox-uid"])
+            });
+            c.name = cfg.annotation(&[
+                "io.kubernetes.container.name",
+                "io.kubernetes.cri.container-name",
+                "nerdctl/name",
+            ]);
+        }
+        if c.runtime == "docker" {
+            c.name = self.daemons.iter().find_map(|d| d.name(&c.id));
+        }
+    }
+
+    /// Every container with a process on the machine, by its namespace:
+    /// `namespaces` gives each namespace's inode and a process in it.
+    pub fn running(
+        &mut self,
+        namespaces: impl IntoIterator<Item = (u32, u32)>,
+    ) -> Vec<(u32, Arc<Container>)> {
+        namespaces
+            .into_iter()
+            .filter_map(|(ns, pid)| Some((ns, self.of_namespace(ns, pid)?)))
+            .collect()
+    }
+
+    /// The one running container `query` names (id prefix or name).
+    pub fn find(
+        &mut self,
+        query: &str,
+        namespaces: impl IntoIterator<Item = (u32, u32)>,
+    ) -> Result<(u32, Arc<Container>), ContainerError> {
+        let mut hits: Vec<(u32, Arc<Container>)> = self
+            .running(namespaces)
+            .into_iter()
+            .filter(|(_, c)| c.matches(query))
+            .collect();
+        // An exact id or name beats prefixes.
+        if hits.len() > 1
+            && let Some(i) = hits
+                .iter()
+                .position(|(_, c)| c.id == query || c.name.as_deref() == Some(query))
+        {
+            return Ok(hits.swap_remove(i));
+        }
+        match hits.len() {
+            0 => Err(ContainerError::NotFound(query.into())),
+            1 => Ok(hits.remove(0)),
+            _ => Err(ContainerError::Ambiguous {
+                query: query.into(),
+                ids: hits.iter().map(|(_, c)| c.id.clone()).collect(),
+            }),
+        }
+    }
+}
+
+/// A runtime named by its state root's path (`/run/crun` → crun).
+fn root_runtime(dir: &std::path::Path) -> &'static str {
+    let s = dir.to_string_lossy();
+    if s.contains("crun") {
+        "crun"
+    } else if s.contains("runc") {
+        "runc"
+    } else {
+        "oci"
+    }
+}
