@@ -10,6 +10,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod oci;
 pub mod world;
 
 pub const SCHEMA: &str = include_str!("../../docs/mnttrace-v1.schema.json");

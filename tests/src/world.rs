@@ -208,6 +208,9 @@ pub struct World {
     pub tracer: Option<Tracer>,
     pub nss: Vec<Ns>,
     pub mode: &'static str,
+    /// Namespaces of processes the test did not start as drivers (a
+    /// container's init): (pid, mntns), diffed with the drivers'.
+    pub watched: Vec<(u32, u64)>,
     /// Syscall record ids already matched to steps.
     used: BTreeSet<u64>,
 }
@@ -226,6 +229,7 @@ impl World {
             tracer: None,
             nss: Vec::new(),
             mode,
+            watched: Vec::new(),
             used: BTreeSet::new(),
         }
     }
@@ -286,17 +290,76 @@ impl World {
         self.nss.len() - 1
     }
 
+    /// Also diffs the namespace of `pid` (a process the test did not start
+    /// as a driver) in every later step.
+    pub fn watch(&mut self, pid: u32) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        let mntns = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+            .expect("watched process's namespace")
+            .ino();
+        self.watched.push((pid, mntns));
+        mntns
+    }
+
     fn tables(&self) -> Vec<Vec<MountLine>> {
-        self.nss.iter().map(Ns::table).collect()
+        self.nss
+            .iter()
+            .map(Ns::table)
+            .chain(self.watched.iter().map(|(pid, _)| mountinfo(*pid)))
+            .collect()
     }
 
     fn kernel_diff(&self, before: &[Vec<MountLine>], after: &[Vec<MountLine>]) -> Vec<Change> {
         let mut out = Vec::new();
-        for (i, ns) in self.nss.iter().enumerate() {
-            out.extend(diff(ns.mntns, &before[i], &after[i]));
+        let all = self
+            .nss
+            .iter()
+            .map(|n| n.mntns)
+            .chain(self.watched.iter().map(|w| w.1));
+        for (i, mntns) in all.enumerate() {
+            out.extend(diff(mntns, &before[i], &after[i]));
         }
         out.sort();
         out
+    }
+
+    /// Runs a command the test does not drive step by step (`runc exec …`),
+    /// finds the one syscall record `find` picks, and checks its propagation
+    /// records equal the kernel's changes in every namespace, as [`World::step`] does.
+    pub fn external(&mut self, cmd: &mut Command, find: impl Fn(&Value) -> bool) -> Outcome {
+        let before = self.tables();
+        let out = cmd.output().expect("run command");
+        let after = self.tables();
+        let kernel = self.kernel_diff(&before, &after);
+        let ctx = format!("[{}] {cmd:?}: {out:?}", self.mode);
+        assert!(out.status.success(), "{ctx}");
+        let tracer = self.tracer.as_ref().expect("tracer");
+        let used = &self.used;
+        let matches = |r: &Value| {
+            r["kind"] == "syscall" && !used.contains(&r["id"].as_u64().unwrap_or(0)) && find(r)
+        };
+        let records = tracer.wait_for(20, |rs| rs.iter().any(matches));
+        let syscall = records.iter().find(|r| matches(r)).cloned().expect("found");
+        let id = syscall["id"].as_u64().expect("id");
+        self.used.insert(id);
+        std::thread::sleep(Duration::from_millis(150));
+        let mine: Vec<Value> = tracer
+            .records()
+            .into_iter()
+            .filter(|r| r["kind"] == "propagation" && r["cause"] == id)
+            .collect();
+        let mut got = changes_of(&mine.iter().collect::<Vec<_>>());
+        got.sort();
+        assert_eq!(
+            got, kernel,
+            "{ctx}\nmnttrace's propagation records (left) differ from the kernel's mountinfo changes (right)\nsyscall: {syscall}\nrecords: {mine:#?}"
+        );
+        Outcome {
+            result: Value::Null,
+            syscall: Some(syscall),
+            records: mine,
+            kernel,
+        }
     }
 
     /// Runs `step` in namespace `who`; checks the step succeeded (or failed

@@ -294,6 +294,12 @@ impl State {
             let witness = self.witness(sys.mntns_after);
             sys.container = self.containers.of_call(sys.pid, sys.mntns_after, witness);
             let mut effects = self.corr.on_syscall(&sys);
+            // Runtimes enter a container's namespace (setns, clone) before
+            // they move the process into its cgroup: the namespace tells.
+            if sys.container.is_none() && sys.mntns_after != sys.mntns_before && !sys.failed() {
+                let witness = self.witness(sys.mntns_after);
+                sys.container = self.containers.of_call(sys.pid, sys.mntns_after, witness);
+            }
             for p in &mut effects {
                 p.container = self.ns_container(p.mntns);
             }
@@ -327,8 +333,8 @@ impl State {
 
     /// The container whose namespace `mntns` is.
     fn ns_container(&mut self, mntns: u32) -> Option<std::sync::Arc<crate::container::Container>> {
-        let pid = self.witness(mntns)?;
-        self.containers.of_namespace(mntns, pid)
+        let witness = self.witness(mntns);
+        self.containers.of_ns(mntns, witness)
     }
 
     /// Once a second: losses, mount events no syscall claimed, namespaces

@@ -11,8 +11,16 @@ use crate::run;
 const LLVM: u32 = 22;
 const APT: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libclang-22-dev"];
 /// Real peers and tools the tests use (util-linux for unshare/findmnt/setpriv,
-/// graphviz to render `snapshot --dot`).
-const APT_TEST: &[&str] = &["util-linux", "libcap2-bin", "graphviz"];
+/// graphviz to render `snapshot --dot`, runc, crun and busybox-static for
+/// the container tests).
+const APT_TEST: &[&str] = &[
+    "util-linux",
+    "libcap2-bin",
+    "graphviz",
+    "runc",
+    "crun",
+    "busybox-static",
+];
 
 pub fn all() -> Result<()> {
     rust_src()?;

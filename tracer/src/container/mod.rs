@@ -103,7 +103,17 @@ pub struct Containers {
     daemons: Vec<docker::Daemon>,
     daemons_read: Option<Instant>,
     by_cgroup: HashMap<String, Cached>,
-    by_proc: HashMap<(u32, u32), Option<Arc<Container>>>,
+    /// Processes found in a container. Those found in none are read again
+    /// each time (one small procfs read): a runtime moves its new process
+    /// into the container's cgroup only after cloning it.
+    by_proc: HashMap<(u32, u32), Arc<Container>>,
+    /// Namespaces a container process was found in by its cgroup (never
+    /// the host's): for processes in them that are gone, or that a runtime
+    /// put there without moving them into the container's cgroup.
+    by_ns: HashMap<u32, Arc<Container>>,
+    host_ns: u32,
+    /// Namespaces searched for a live process this tick (a /proc scan each).
+    searched: std::collections::HashSet<u32>,
 }
 
 impl Containers {
@@ -116,6 +126,11 @@ impl Containers {
             daemons_read: None,
             by_cgroup: HashMap::new(),
             by_proc: HashMap::new(),
+            by_ns: HashMap::new(),
+            searched: Default::default(),
+            host_ns: std::fs::metadata("/proc/1/ns/mnt")
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m) as u32)
+                .unwrap_or(0),
         };
         c.rediscover();
         c
@@ -152,22 +167,107 @@ impl Containers {
         witness: Option<u32>,
     ) -> Option<Arc<Container>> {
         match self.lookup(pid, mntns) {
+            Some(Some(c)) => Some(c),
+            _ => self.of_ns(mntns, witness),
+        }
+    }
+
+    /// The container whose namespace `mntns` is: as found before, through
+    /// `witness` (a process the model knows in it), or through any live
+    /// process in it (runc's process that made it has exited by now).
+    pub fn of_ns(&mut self, mntns: u32, witness: Option<u32>) -> Option<Arc<Container>> {
+        if let Some(c) = self.by_ns.get(&mntns) {
+            return Some(c.clone());
+        }
+        match witness.and_then(|w| self.lookup(w, mntns)) {
             Some(c) => c,
-            None => witness.and_then(|w| self.of_process(w, mntns)),
+            None if mntns != self.host_ns && self.searched.insert(mntns) => {
+                let pid = crate::model::source::member_of(mntns)?;
+                self.of_process(pid, mntns)
+            }
+            None => None,
         }
     }
 
     /// None: the process is gone.
     fn lookup(&mut self, pid: u32, mntns: u32) -> Option<Option<Arc<Container>>> {
         if let Some(c) = self.by_proc.get(&(pid, mntns)) {
-            return Some(c.clone());
+            return Some(Some(c.clone()));
         }
         let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
         let c = self.of_cgroup(&text);
+        if let Some(c) = &c
+            && mntns != self.host_ns
+        {
+            if self.by_ns.len() >= MAX_CGROUPS {
+                self.by_ns.clear();
+            }
+            self.by_ns.insert(mntns, c.clone());
+        }
+        let c = c.or_else(|| self.of_runtime_call(pid).map(Arc::new));
         if self.by_proc.len() >= MAX_PROCS {
             self.by_proc.clear();
         }
-        self.by_proc.insert((pid, mntns), c.clone());
+        if let Some(c) = &c {
+            self.by_proc.insert((pid, mntns), c.clone());
+        }
+        Some(c)
+    }
+
+    /// A runtime process working on a container before its process is in
+    /// the container's cgroup (`crun run` cloning it, `runc exec` joining
+    /// its namespaces): named by the runtime's command line, or its parent's
+    /// for `runc init`, and confirmed by the runtime's state directory.
+    fn of_runtime_call(&mut self, pid: u32) -> Option<Container> {
+        let args = |pid: u32| -> Option<Vec<String>> {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            Some(
+                raw.split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect(),
+            )
+        };
+        let runtime = |a: &[String]| {
+            a.first()
+                .and_then(|a0| a0.rsplit('/').next())
+                .is_some_and(|b| b == "runc" || b == "crun")
+        };
+        let mut pid = pid;
+        let mut a = args(pid)?;
+        // runc's init forks twice (runc:[0:PARENT], [1:CHILD], [2:INIT]),
+        // all "runc init": the invocation naming the id is above them.
+        for _ in 0..4 {
+            if !runtime(&a) {
+                return None;
+            }
+            if a.get(1).is_none_or(|s| s != "init") {
+                break;
+            }
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            pid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            a = args(pid)?;
+        }
+        let sub = a
+            .iter()
+            .position(|x| matches!(x.as_str(), "run" | "create" | "start" | "exec"))?;
+        let id = a[sub + 1..]
+            .iter()
+            .filter(|x| !x.starts_with('-'))
+            .find(|x| self.roots.iter().any(|r| r.has(x)))?
+            .clone();
+        let mut c = Container {
+            runtime: "oci".into(),
+            id,
+            ..Default::default()
+        };
+        self.enrich(&mut c);
         Some(c)
     }
 
@@ -197,6 +297,7 @@ impl Containers {
     /// Once a second: containers whose runtime had not written everything
     /// yet (state file, engine name) are read again, for later records.
     pub fn tick(&mut self) {
+        self.searched.clear();
         let pending: Vec<String> = self
             .by_cgroup
             .iter()

@@ -223,3 +223,15 @@ fn from_mountinfo(mi: procfs::process::MountInfo) -> Mount {
         propagation: p,
     }
 }
+
+/// A live process in mount namespace `mntns` (a scan of /proc: for when the
+/// process that made or joined it is gone already).
+pub fn member_of(mntns: u32) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::metadata(format!("/proc/{pid}/ns/mnt")).is_ok_and(|m| m.ino() as u32 == mntns)
+        })
+}

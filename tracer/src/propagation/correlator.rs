@@ -516,8 +516,13 @@ impl Correlator {
     /// A namespace the syscall moved into or created: watched at once, read,
     /// and what happened in it before the watch reconciled against its parent.
     fn follow(&mut self, pid: u32, s: &Syscall) {
-        let Some(f) = self.model.source.identify(pid) else {
-            log::debug!("process {pid} left before its mount namespace could be read");
+        // The process may be gone already (runc's, which made the namespace
+        // and forked the container's init): any process still in it will do.
+        let Some(f) = self.model.source.identify(pid).or_else(|| {
+            let other = crate::model::source::member_of(s.mntns_after)?;
+            self.model.source.identify(other)
+        }) else {
+            log::debug!("mnt:[{}] emptied before it could be read", s.mntns_after);
             return;
         };
         if self.model.is_current(&f) || f.inode == self.model.skipped() {
