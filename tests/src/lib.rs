@@ -10,6 +10,7 @@ use std::{
 
 use serde_json::Value;
 
+pub mod docker;
 pub mod oci;
 pub mod world;
 

@@ -11,8 +11,8 @@ use crate::run;
 const LLVM: u32 = 22;
 const APT: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libclang-22-dev"];
 /// Real peers and tools the tests use (util-linux for unshare/findmnt/setpriv,
-/// graphviz to render `snapshot --dot`, runc, crun and busybox-static for
-/// the container tests).
+/// graphviz to render `snapshot --dot`, runc, crun, busybox-static and docker.io
+/// for the container tests).
 const APT_TEST: &[&str] = &[
     "util-linux",
     "libcap2-bin",
@@ -20,6 +20,7 @@ const APT_TEST: &[&str] = &[
     "runc",
     "crun",
     "busybox-static",
+    "docker.io",
 ];
 
 pub fn all() -> Result<()> {

@@ -109,7 +109,7 @@ fn pod_uid(part: &str) -> Option<String> {
 }
 
 /// Engines' container ids: 64 hex digits.
-fn is_id(s: &str) -> bool {
+pub fn is_id(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 

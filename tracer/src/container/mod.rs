@@ -281,6 +281,16 @@ impl Containers {
             return c.container.clone();
         }
         let c = self.resolve(text).map(Arc::new);
+        // Not cached: an engine's id whose daemon is not found yet (it was
+        // looked for less than a second ago).
+        let maybe = || {
+            cgroup::paths(text)
+                .iter()
+                .any(|p| cgroup::leaf(p).is_some_and(cgroup::is_id))
+        };
+        if c.is_none() && maybe() {
+            return None;
+        }
         if self.by_cgroup.len() >= MAX_CGROUPS {
             self.by_cgroup.clear();
         }
@@ -341,11 +351,17 @@ impl Containers {
         }
         // runc and crun without an engine: the cgroup's leaf is the id, and
         // the runtime made a directory for it before starting the container.
+        let known = |me: &Self, leaf: &str| me.roots.iter().any(|r| r.has(leaf));
         for path in &paths {
             let Some(leaf) = cgroup::leaf(path) else {
                 continue;
             };
-            if self.roots.iter().any(|r| r.has(leaf)) {
+            // An engine's id under a cgroup parent of the user's choosing
+            // (dockerd --cgroup-parent): a daemon started since may hold it.
+            if !known(self, leaf) && cgroup::is_id(leaf) && self.stale() {
+                self.rediscover();
+            }
+            if known(self, leaf) {
                 let mut c = Container {
                     runtime: "oci".into(),
                     id: leaf.to_string(),
@@ -358,16 +374,19 @@ impl Containers {
         None
     }
 
+    /// Whether the daemons were looked for over a second ago.
+    fn stale(&self) -> bool {
+        self.daemons_read
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(1))
+    }
+
     /// Adds what the runtime's state, the bundle and the engine know.
     fn enrich(&mut self, c: &mut Container) {
         let mut found = self
             .roots
             .iter()
             .find_map(|r| Some((r.read(&c.id)?, r.engine)));
-        let stale = self
-            .daemons_read
-            .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
-        if found.is_none() && c.runtime == "docker" && stale {
+        if found.is_none() && c.runtime == "docker" && self.stale() {
             // A daemon started since: look again, at most once a second.
             self.rediscover();
             found = self
