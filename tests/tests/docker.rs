@@ -5,6 +5,7 @@
 use std::process::Command;
 
 use mnttrace_tests::{
+    Tracer,
     docker::{Engine, IMAGE},
     mnttrace_bin, tempdir,
     world::{MountLine, World, bind, make, mkdir, mountinfo, tmpfs},
@@ -100,9 +101,12 @@ fn docker_volumes_and_propagation() {
     let _ = engine.docker(&["rm", "-f", &refused]);
     w.step(host, make("/", "shared", true));
 
+    // A second mnttrace that only wants container B, by Docker's name.
+    let b = format!("shared-{tag}");
+    let only_b = Tracer::start(&["--json", "--container", &b]);
+
     // A: plain -v (rprivate); B: bind-propagation=rshared, allowed to mount.
     let a = format!("web-{tag}");
-    let b = format!("shared-{tag}");
     let a_id = engine.ok(&[
         "run",
         "-d",
@@ -228,6 +232,39 @@ fn docker_volumes_and_propagation() {
         .cloned()
         .expect("/vol");
     assert_eq!(inner["to_host"], to_host, "{inner}");
+
+    // The snapshot names each namespace's container.
+    let snap = mnttrace_json(&["snapshot", "--json"]);
+    for (id, ns) in [(&a_id, a_ns), (&b_id, b_ns)] {
+        let entry = snap["namespaces"]
+            .as_array()
+            .expect("namespaces")
+            .iter()
+            .find(|n| n["mntns"] == ns)
+            .unwrap_or_else(|| panic!("mnt:[{ns}] not in the snapshot"));
+        assert_eq!(entry["container"]["id"], id.as_str(), "{entry}");
+    }
+
+    // --container B: B's calls and those whose mounts reached B, nothing of A's.
+    let seen = only_b.wait_for(20, |rs| {
+        rs.iter()
+            .any(|r| r["call"] == "mount" && r["args"]["source"] == "inside")
+    });
+    let calls: Vec<&Value> = seen.iter().filter(|r| r["kind"] == "syscall").collect();
+    assert!(
+        calls.iter().any(|r| r["call"] == "pivot_root"),
+        "{calls:#?}"
+    );
+    for r in &calls {
+        let reached_b = seen
+            .iter()
+            .any(|p| p["cause"] == r["id"] && p["container"]["id"] == b_id.as_str());
+        assert!(
+            r["container"]["id"] == b_id.as_str() || reached_b,
+            "--container {b} let through: {r}"
+        );
+    }
+    drop(only_b);
     drop(engine);
     w.finish();
 }

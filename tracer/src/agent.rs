@@ -365,7 +365,8 @@ impl State {
         ended: Vec<crate::record::Ended>,
         out: &mut Output<W>,
     ) -> io::Result<()> {
-        for e in ended {
+        for mut e in ended {
+            e.container = self.containers.remembered(e.mntns);
             if self
                 .filter
                 .matches_unexplained(e.mntns, e.pid, e.container.as_deref())

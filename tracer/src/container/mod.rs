@@ -271,6 +271,12 @@ impl Containers {
         Some(c)
     }
 
+    /// The container namespace `mntns` was last seen to belong to (for a
+    /// namespace whose processes are all gone).
+    pub fn remembered(&self, mntns: u32) -> Option<Arc<Container>> {
+        self.by_ns.get(&mntns).cloned()
+    }
+
     /// The container of namespace `mntns`, through `pid`, a process in it.
     pub fn of_namespace(&mut self, mntns: u32, pid: u32) -> Option<Arc<Container>> {
         self.of_process(pid, mntns)

@@ -33,9 +33,11 @@ pub fn run(
             if *dot {
                 snapshot::dot(&model)
             } else if *json {
-                serde_json::to_string_pretty(&snapshot::json(&model))?
+                let owners = containers.running(namespaces(&model)).into_iter().collect();
+                serde_json::to_string_pretty(&snapshot::json(&model, &owners))?
             } else {
-                snapshot::human(&model)
+                let owners = containers.running(namespaces(&model)).into_iter().collect();
+                snapshot::human(&model, &owners)
             }
         }
         View::Volumes {

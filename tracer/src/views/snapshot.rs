@@ -8,17 +8,24 @@ use crate::model::{Model, MountRef};
 
 pub const SCHEMA: &str = "mnttrace/snapshot/v1";
 
-pub fn human(model: &Model) -> String {
+/// Each namespace's container, if it belongs to one.
+pub type Owners = std::collections::BTreeMap<u32, std::sync::Arc<crate::container::Container>>;
+
+pub fn human(model: &Model, owners: &Owners) -> String {
     let mut s = String::new();
     for ns in model.namespaces() {
         let f = &ns.found;
         let _ = writeln!(
             s,
-            "mnt:[{}]  pid {} ({})  {} mounts",
+            "mnt:[{}]  pid {} ({})  {} mounts{}",
             f.inode,
             f.pid,
             comm(f.pid),
-            ns.table.len()
+            ns.table.len(),
+            owners
+                .get(&f.inode)
+                .map(|c| format!("  container {} ({}, id {})", c.label(), c.runtime, c.id))
+                .unwrap_or_default()
         );
         for (depth, m) in ns.table.tree() {
             let _ = writeln!(
@@ -57,7 +64,7 @@ fn refs<'a>(model: &Model, it: impl Iterator<Item = &'a MountRef>) -> String {
     .join(", ")
 }
 
-pub fn json(model: &Model) -> Value {
+pub fn json(model: &Model, owners: &Owners) -> Value {
     let namespaces: Vec<Value> = model
         .namespaces()
         .map(|ns| {
@@ -66,6 +73,7 @@ pub fn json(model: &Model) -> Value {
                 "ns_id": ns.found.ns_id,
                 "pid": ns.found.pid,
                 "comm": comm(ns.found.pid),
+                "container": owners.get(&ns.found.inode).map(|c| c.json()),
                 "mounts": ns.table.iter().map(super::mount_json).collect::<Vec<_>>(),
             })
         })
