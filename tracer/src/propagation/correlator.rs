@@ -347,6 +347,7 @@ impl Correlator {
         }
         self.pending = rest;
         let mut out: Vec<Propagated> = mine.iter().map(|p| self.record(p, Some(s))).collect();
+        own_first(s, &mut out);
         self.derive(s, &mut out);
         out
     }
@@ -518,10 +519,18 @@ impl Correlator {
     fn follow(&mut self, pid: u32, s: &Syscall) {
         // The process may be gone already (runc's, which made the namespace
         // and forked the container's init): any process still in it will do.
-        let Some(f) = self.model.source.identify(pid).or_else(|| {
-            let other = crate::model::source::member_of(s.mntns_after)?;
-            self.model.source.identify(other)
-        }) else {
+        // It may have moved on already (setns, then unshare): only the
+        // namespace the call entered counts.
+        let Some(f) = self
+            .model
+            .source
+            .identify(pid)
+            .filter(|f| f.inode == s.mntns_after)
+            .or_else(|| {
+                let other = crate::model::source::member_of(s.mntns_after)?;
+                self.model.source.identify(other)
+            })
+        else {
             log::debug!("mnt:[{}] emptied before it could be read", s.mntns_after);
             return;
         };
@@ -718,6 +727,27 @@ fn moves(s: &Syscall) -> bool {
         ),
         Call::MoveMount | Call::PivotRoot => true,
         _ => false,
+    }
+}
+
+/// A mount(2) that attaches makes its own mount before any copy, so the
+/// lowest new id in its namespace is its own even when the path no longer
+/// tells (looked up after a pivot_root or a move, or mounted through
+/// /proc/self/fd/N).
+fn own_first(s: &Syscall, out: &mut [Propagated]) {
+    if s.call != crate::decode::Call::Mount
+        || moves(s)
+        || out.iter().any(|p| p.relation == Some(Relation::Own))
+    {
+        return;
+    }
+    let home = |ns: u32| ns == s.mntns_before || ns == s.mntns_after;
+    if let Some(first) = out
+        .iter_mut()
+        .filter(|p| home(p.mntns) && p.action == Action::Attached && p.cause.is_some())
+        .min_by_key(|p| p.mnt_id)
+    {
+        first.relation = Some(Relation::Own);
     }
 }
 
