@@ -98,6 +98,13 @@ fn docker_volumes_and_propagation() {
         note.contains(&format!("{mp} is private")) && note.contains("--make-rshared"),
         "{note}"
     );
+    let human = Command::new(mnttrace_bin())
+        .args(["explain", &plain, "--pid", &host_pid.to_string()])
+        .output()
+        .expect("explain");
+    let human = String::from_utf8_lossy(&human.stdout).to_string();
+    eprintln!("docker: {}\nmnttrace explain:\n{human}", err.trim());
+    assert!(human.contains(&format!("Note: {note}")), "{human}");
     let _ = engine.docker(&["rm", "-f", &refused]);
     w.step(host, make("/", "shared", true));
 
