@@ -22,7 +22,7 @@ use crate::{
     },
     cli::Cli,
     container::Containers,
-    decode::{self, Clock},
+    decode::{self, Call, Clock},
     filter::Filter,
     model::Source,
     output::Output,
@@ -291,6 +291,12 @@ impl State {
                 log::warn!("event with unknown call id {} skipped", raw.call);
                 continue;
             };
+            if matches!(sys.call, Call::Unshare | Call::Clone | Call::Clone3)
+                && sys.mntns_after != sys.mntns_before
+            {
+                // A new namespace, maybe on a dead one's inode number.
+                self.containers.forget_ns(sys.mntns_after);
+            }
             let witness = self.witness(sys.mntns_after);
             sys.container = self.containers.of_call(sys.pid, sys.mntns_after, witness);
             let mut effects = self.corr.on_syscall(&sys);
@@ -367,6 +373,7 @@ impl State {
     ) -> io::Result<()> {
         for mut e in ended {
             e.container = self.containers.remembered(e.mntns);
+            self.containers.forget_ns(e.mntns);
             if self
                 .filter
                 .matches_unexplained(e.mntns, e.pid, e.container.as_deref())

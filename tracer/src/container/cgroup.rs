@@ -53,8 +53,8 @@ pub fn classify(path: &str) -> Option<Hint> {
         if is_id(part) {
             let runtime = match parent {
                 Some("docker") => Some("docker"),
-                Some(p) if p.starts_with("pod") && pod_uid.is_some() => None,
-                Some(_) if pod_uid.is_some() => None,
+                // Under a pod's directory: a CRI engine, which one unknown.
+                _ if pod_uid.is_some() => None,
                 _ => continue,
             };
             return Some(Hint {

@@ -45,12 +45,6 @@ pub struct Container {
     pub config: Option<BundleConfig>,
 }
 
-impl PartialEq for BundleConfig {
-    fn eq(&self, other: &Self) -> bool {
-        self.annotations == other.annotations
-    }
-}
-
 impl Container {
     /// Short form for a column: the name, else the id's first 12 characters.
     pub fn label(&self) -> &str {
@@ -269,6 +263,13 @@ impl Containers {
         };
         self.enrich(&mut c);
         Some(c)
+    }
+
+    /// Forgets namespace `mntns`: it ended, or its inode number now names a
+    /// new namespace (the kernel reuses them).
+    pub fn forget_ns(&mut self, mntns: u32) {
+        self.by_ns.remove(&mntns);
+        self.by_proc.retain(|(_, ns), _| *ns != mntns);
     }
 
     /// The container namespace `mntns` was last seen to belong to (for a

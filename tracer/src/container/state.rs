@@ -113,7 +113,7 @@ struct CrunStatus {
 }
 
 /// The parts of an OCI bundle's config.json mnttrace reads.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct BundleConfig {
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
@@ -123,7 +123,7 @@ pub struct BundleConfig {
     pub linux: BundleLinux,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct BundleMount {
     pub destination: String,
     #[serde(default)]
@@ -149,7 +149,7 @@ impl BundleMount {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct BundleLinux {
     #[serde(default, rename = "rootfsPropagation")]
     pub rootfs_propagation: Option<String>,
@@ -186,5 +186,38 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
             log::debug!("{}: {e}", path.display());
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundle_config() {
+        // The shape containerd's CRI plugin writes.
+        let c: BundleConfig = serde_json::from_str(
+            r#"{"ociVersion":"1.1.0","annotations":{
+                "io.kubernetes.cri.sandbox-name":"web-0",
+                "io.kubernetes.cri.sandbox-namespace":"shop",
+                "io.kubernetes.cri.container-name":"nginx"},
+              "mounts":[{"destination":"/data","type":"bind","source":"/var/lib/kubelet/x",
+                         "options":["rbind","rslave","rw"]},
+                        {"destination":"/proc","type":"proc","source":"proc"}],
+              "linux":{"rootfsPropagation":"rslave"}}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            c.annotation(&["io.kubernetes.pod.name", "io.kubernetes.cri.sandbox-name"]),
+            Some("web-0".into())
+        );
+        assert_eq!(
+            c.mount_at("/data/").and_then(|m| m.propagation()),
+            Some("rslave")
+        );
+        assert_eq!(c.mount_at("/proc").and_then(|m| m.propagation()), None);
+        assert_eq!(c.linux.rootfs_propagation.as_deref(), Some("rslave"));
+        let empty: BundleConfig = serde_json::from_str("{}").expect("parses");
+        assert_eq!(empty, BundleConfig::default());
     }
 }
