@@ -229,6 +229,16 @@ fn volume_case(runtime: &'static str, propagation: &str, rootfs: Option<&str>) {
         "{ctx}: the kernel says {to_host}: {inner}"
     );
     drop(c);
+    // Its namespace's end still names it.
+    let records = w.tracer.as_ref().expect("tracer").wait_for(20, |rs| {
+        rs.iter()
+            .any(|r| r["kind"] == "namespace_ended" && r["mntns"] == cns)
+    });
+    let ended = records
+        .iter()
+        .find(|r| r["kind"] == "namespace_ended" && r["mntns"] == cns)
+        .expect("ended");
+    assert_eq!(ended["container"]["id"], id.as_str(), "{ctx}: {ended}");
     w.finish();
 }
 

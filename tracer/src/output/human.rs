@@ -41,9 +41,13 @@ impl Human {
             Record::Ended(e) => self.paint(
                 DIM,
                 &format!(
-                    "{:<15} -- mnt:[{}] ended{}: its {} mounts went with it --",
+                    "{:<15} -- mnt:[{}]{} ended{}: its {} mounts went with it --",
                     clock(e.time),
                     e.mntns,
+                    e.container
+                        .as_deref()
+                        .map(|c| format!(" ({})", label(c)))
+                        .unwrap_or_default(),
                     e.pid
                         .map(|p| format!(" (last released by pid {p})"))
                         .unwrap_or_default(),
