@@ -228,17 +228,25 @@ fn volume_case(runtime: &'static str, propagation: &str, rootfs: Option<&str>) {
         inner["to_host"], to_host,
         "{ctx}: the kernel says {to_host}: {inner}"
     );
+    // Its namespace's end still names it. (Its inode number may have named
+    // another namespace whose end is reported late: the one its init released.)
+    let init = c.init_pid;
+    let is_end =
+        |r: &Value| r["kind"] == "namespace_ended" && r["mntns"] == cns && r["pid"] == init;
     drop(c);
-    // Its namespace's end still names it.
-    let records = w.tracer.as_ref().expect("tracer").wait_for(20, |rs| {
-        rs.iter()
-            .any(|r| r["kind"] == "namespace_ended" && r["mntns"] == cns)
-    });
-    let ended = records
-        .iter()
-        .find(|r| r["kind"] == "namespace_ended" && r["mntns"] == cns)
-        .expect("ended");
-    assert_eq!(ended["container"]["id"], id.as_str(), "{ctx}: {ended}");
+    let tracer = w.tracer.as_ref().expect("tracer");
+    let records = tracer.wait_for(20, |rs| rs.iter().any(is_end));
+    let ended = records.iter().find(|r| is_end(r)).expect("ended");
+    assert_eq!(
+        ended["container"]["id"],
+        id.as_str(),
+        "{ctx}: {ended}\n{:#?}",
+        records
+            .iter()
+            .filter(|r| r["kind"] == "namespace_ended" && r["mntns"] == cns)
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+    );
     w.finish();
 }
 

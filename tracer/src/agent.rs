@@ -372,8 +372,7 @@ impl State {
         out: &mut Output<W>,
     ) -> io::Result<()> {
         for mut e in ended {
-            e.container = self.containers.remembered(e.mntns);
-            self.containers.forget_ns(e.mntns);
+            e.container = self.containers.ended(e.mntns, e.time);
             if self
                 .filter
                 .matches_unexplained(e.mntns, e.pid, e.container.as_deref())

@@ -13,7 +13,7 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use state::{BundleConfig, StateRoot};
@@ -104,7 +104,10 @@ pub struct Containers {
     /// Namespaces a container process was found in by its cgroup (never
     /// the host's): for processes in them that are gone, or that a runtime
     /// put there without moving them into the container's cgroup.
-    by_ns: HashMap<u32, Arc<Container>>,
+    by_ns: HashMap<u32, (Arc<Container>, SystemTime)>,
+    /// Entries of namespaces whose inode number a new namespace took before
+    /// their end was reported (ends are reported on the tick).
+    retired: HashMap<u32, (Arc<Container>, SystemTime)>,
     host_ns: u32,
     /// Namespaces searched for a live process this tick (a /proc scan each).
     searched: std::collections::HashSet<u32>,
@@ -121,6 +124,7 @@ impl Containers {
             by_cgroup: HashMap::new(),
             by_proc: HashMap::new(),
             by_ns: HashMap::new(),
+            retired: HashMap::new(),
             searched: Default::default(),
             host_ns: std::fs::metadata("/proc/1/ns/mnt")
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m) as u32)
@@ -170,7 +174,7 @@ impl Containers {
     /// `witness` (a process the model knows in it), or through any live
     /// process in it (runc's process that made it has exited by now).
     pub fn of_ns(&mut self, mntns: u32, witness: Option<u32>) -> Option<Arc<Container>> {
-        if let Some(c) = self.by_ns.get(&mntns) {
+        if let Some((c, _)) = self.by_ns.get(&mntns) {
             return Some(c.clone());
         }
         match witness.and_then(|w| self.lookup(w, mntns)) {
@@ -196,7 +200,9 @@ impl Containers {
             if self.by_ns.len() >= MAX_CGROUPS {
                 self.by_ns.clear();
             }
-            self.by_ns.insert(mntns, c.clone());
+            self.by_ns
+                .entry(mntns)
+                .or_insert_with(|| (c.clone(), SystemTime::now()));
         }
         let c = c.or_else(|| self.of_runtime_call(pid).map(Arc::new));
         if self.by_proc.len() >= MAX_PROCS {
@@ -265,17 +271,38 @@ impl Containers {
         Some(c)
     }
 
-    /// Forgets namespace `mntns`: it ended, or its inode number now names a
-    /// new namespace (the kernel reuses them).
+    /// Namespace `mntns` is new: its inode number may have named a dead
+    /// namespace whose end is still to be reported.
     pub fn forget_ns(&mut self, mntns: u32) {
-        self.by_ns.remove(&mntns);
+        if let Some(old) = self.by_ns.remove(&mntns) {
+            if self.retired.len() >= MAX_CGROUPS {
+                self.retired.clear();
+            }
+            self.retired.insert(mntns, old);
+        }
         self.by_proc.retain(|(_, ns), _| *ns != mntns);
     }
 
-    /// The container namespace `mntns` was last seen to belong to (for a
-    /// namespace whose processes are all gone).
-    pub fn remembered(&self, mntns: u32) -> Option<Arc<Container>> {
-        self.by_ns.get(&mntns).cloned()
+    /// The container of a namespace that ended at `when`, and forgets it:
+    /// the one seen there before `when`, in the namespace now on that inode
+    /// or in the one it replaced.
+    pub fn ended(&mut self, mntns: u32, when: SystemTime) -> Option<Arc<Container>> {
+        if let Some((c, seen)) = self.by_ns.get(&mntns)
+            && *seen <= when
+        {
+            let c = c.clone();
+            self.by_ns.remove(&mntns);
+            self.by_proc.retain(|(_, ns), _| *ns != mntns);
+            return Some(c);
+        }
+        match self.retired.remove(&mntns) {
+            Some((c, seen)) if seen <= when => Some(c),
+            Some(other) => {
+                self.retired.insert(mntns, other);
+                None
+            }
+            None => None,
+        }
     }
 
     /// The container of namespace `mntns`, through `pid`, a process in it.

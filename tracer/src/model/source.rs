@@ -72,9 +72,11 @@ impl Source {
         Some(Found { inode, ns_id, pid })
     }
 
-    /// Every mount namespace some process is in, each with its lowest pid.
+    /// Every mount namespace some process is in, each with its lowest pid
+    /// that is still there when asked (a runtime's short-lived process may
+    /// have left between the scan and the question).
     pub fn discover(self, skip: u32) -> Vec<Found> {
-        let mut by_inode: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut by_inode: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return Vec::new();
         };
@@ -90,12 +92,15 @@ impl Source {
             if inode == skip {
                 continue;
             }
-            let p = by_inode.entry(inode).or_insert(pid);
-            *p = (*p).min(pid);
+            by_inode.entry(inode).or_default().push(pid);
         }
         by_inode
             .into_iter()
-            .filter_map(|(inode, pid)| self.identify(pid).filter(|f| f.inode == inode))
+            .filter_map(|(inode, mut pids)| {
+                pids.sort_unstable();
+                pids.into_iter()
+                    .find_map(|pid| self.identify(pid).filter(|f| f.inode == inode))
+            })
             .collect()
     }
 

@@ -199,6 +199,7 @@ impl Correlator {
         {
             return;
         }
+        log::debug!("mnt:[{ns}] emptied by pid {pid}, which is not in it: ended");
         self.model.forget(ns);
         // The mounts its table had (what mountinfo showed); detaches of mounts
         // no table lists (below the root) go with them uncounted.
