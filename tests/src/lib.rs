@@ -335,6 +335,21 @@ pub fn flags(raw: u64, names: &[&str]) -> Value {
 
 /// A temp dir for a test's mount points (mounted on only inside the driver's
 /// own namespace); removed when dropped.
+/// A view's JSON document (`mnttrace snapshot|explain|volumes … --json`);
+/// the command must succeed.
+pub fn mnttrace_json(args: &[&str]) -> Value {
+    let out = Command::new(mnttrace_bin())
+        .args(args)
+        .output()
+        .expect("run mnttrace");
+    assert!(
+        out.status.success(),
+        "mnttrace {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("mnttrace-test-")

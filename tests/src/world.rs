@@ -340,9 +340,24 @@ impl World {
         };
         let records = tracer.wait_for(20, |rs| rs.iter().any(matches));
         let syscall = records.iter().find(|r| matches(r)).cloned().expect("found");
+        let mine = self.linked(&syscall, &kernel, &ctx);
+        Outcome {
+            result: Value::Null,
+            syscall: Some(syscall),
+            records: mine,
+            kernel,
+        }
+    }
+
+    /// The propagation records linked to `syscall`, which must equal the
+    /// kernel's changes.
+    fn linked(&mut self, syscall: &Value, kernel: &[Change], ctx: &str) -> Vec<Value> {
         let id = syscall["id"].as_u64().expect("id");
         self.used.insert(id);
+        // Records of one syscall are written together with it; a short grace
+        // lets a wrongly late one show up as an extra.
         std::thread::sleep(Duration::from_millis(150));
+        let tracer = self.tracer.as_ref().expect("tracer");
         let mine: Vec<Value> = tracer
             .records()
             .into_iter()
@@ -354,12 +369,7 @@ impl World {
             got, kernel,
             "{ctx}\nmnttrace's propagation records (left) differ from the kernel's mountinfo changes (right)\nsyscall: {syscall}\nrecords: {mine:#?}"
         );
-        Outcome {
-            result: Value::Null,
-            syscall: Some(syscall),
-            records: mine,
-            kernel,
-        }
+        mine
     }
 
     /// Runs `step` in namespace `who`; checks the step succeeded (or failed
@@ -403,23 +413,7 @@ impl World {
         };
         let records = tracer.wait_for(20, |rs| rs.iter().any(matches));
         let syscall = records.iter().find(|r| matches(r)).cloned().expect("found");
-        let id = syscall["id"].as_u64().expect("id");
-        self.used.insert(id);
-        // Records of one syscall are written together with it; a short grace
-        // lets a wrongly late one show up as an extra.
-        std::thread::sleep(Duration::from_millis(150));
-        let all = tracer.records();
-        let mine: Vec<Value> = all
-            .iter()
-            .filter(|r| r["kind"] == "propagation" && r["cause"] == id)
-            .cloned()
-            .collect();
-        let mut got = changes_of(&mine.iter().collect::<Vec<_>>());
-        got.sort();
-        assert_eq!(
-            got, kernel,
-            "{ctx}\nmnttrace's propagation records (left) differ from the kernel's mountinfo changes (right)\nsyscall: {syscall}\nrecords: {mine:#?}"
-        );
+        let mine = self.linked(&syscall, &kernel, &ctx);
         for r in &mine {
             assert_eq!(r["cause_pid"], pid, "{ctx}: {r}");
             assert_eq!(

@@ -2,27 +2,25 @@
 //! test makes: mnttrace must tag their creation, show host mounts reaching
 //! them (or explain why not), show mounts made inside reaching the host, map
 //! their volumes to host paths, and agree with the kernel on all of it.
-use std::process::Command;
-
 use mnttrace_tests::{
-    mnttrace_bin,
+    mnttrace_json,
     oci::{Bundle, Container, Runtime},
     tempdir,
     world::{World, bind, make, mkdir, tmpfs, umount},
 };
 use serde_json::Value;
 
-fn mnttrace_json(args: &[&str]) -> Value {
-    let out = Command::new(mnttrace_bin())
-        .args(args)
-        .output()
-        .expect("run mnttrace");
-    assert!(
-        out.status.success(),
-        "mnttrace {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
+/// `mnttrace volumes ID --json`, compared with the namespace of `host_pid`.
+fn volumes(id: &str, state: &str, host_pid: u32) -> Value {
+    mnttrace_json(&[
+        "volumes",
+        id,
+        "--json",
+        "--runtime-root",
+        state,
+        "--host-pid",
+        &host_pid.to_string(),
+    ])
 }
 
 fn tagged(r: &Value, id: &str) -> bool {
@@ -132,15 +130,7 @@ fn volume_case(runtime: &'static str, propagation: &str, rootfs: Option<&str>) {
     );
     w.step(host, umount(&format!("{src}/in"), 0));
 
-    let vols = mnttrace_json(&[
-        "volumes",
-        &id,
-        "--json",
-        "--runtime-root",
-        &state,
-        "--host-pid",
-        &host_pid.to_string(),
-    ]);
+    let vols = volumes(&id, &state, host_pid);
     assert_eq!(vols["schema"], "mnttrace/volumes/v1");
     assert_eq!(vols["host_mntns"], host_ns);
     let entry = &vols["containers"][0];
@@ -208,15 +198,7 @@ fn volume_case(runtime: &'static str, propagation: &str, rootfs: Option<&str>) {
             && tagged(r, &id)),
         "{ctx}: no setns from mnt:[{host_ns}] to mnt:[{cns}] tagged {id}"
     );
-    let vols = mnttrace_json(&[
-        "volumes",
-        &id,
-        "--json",
-        "--runtime-root",
-        &state,
-        "--host-pid",
-        &host_pid.to_string(),
-    ]);
+    let vols = volumes(&id, &state, host_pid);
     let inner = vols["containers"][0]["mounts"]
         .as_array()
         .expect("mounts")

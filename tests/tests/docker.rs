@@ -7,23 +7,10 @@ use std::process::Command;
 use mnttrace_tests::{
     Tracer,
     docker::{Engine, IMAGE},
-    mnttrace_bin, tempdir,
+    mnttrace_bin, mnttrace_json, tempdir,
     world::{MountLine, World, bind, make, mkdir, mountinfo, tmpfs},
 };
 use serde_json::Value;
-
-fn mnttrace_json(args: &[&str]) -> Value {
-    let out = Command::new(mnttrace_bin())
-        .args(args)
-        .output()
-        .expect("run mnttrace");
-    assert!(
-        out.status.success(),
-        "mnttrace {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON")
-}
 
 fn line_at(table: &[MountLine], path: &str) -> MountLine {
     table
