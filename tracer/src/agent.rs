@@ -298,13 +298,17 @@ impl State {
                 self.containers.forget_ns(sys.mntns_after);
             }
             let witness = self.witness(sys.mntns_after);
-            sys.container = self.containers.of_call(sys.pid, sys.mntns_after, witness);
+            sys.container = self
+                .containers
+                .of_call(sys.pid, &sys.comm, sys.mntns_after, witness);
             let mut effects = self.corr.on_syscall(&sys);
             // Runtimes enter a container's namespace (setns, clone) before
             // they move the process into its cgroup: the namespace tells.
             if sys.container.is_none() && sys.mntns_after != sys.mntns_before && !sys.failed() {
                 let witness = self.witness(sys.mntns_after);
-                sys.container = self.containers.of_call(sys.pid, sys.mntns_after, witness);
+                sys.container =
+                    self.containers
+                        .of_call(sys.pid, &sys.comm, sys.mntns_after, witness);
             }
             for p in &mut effects {
                 p.container = self.ns_container(p.mntns);

@@ -111,6 +111,9 @@ pub struct Containers {
     host_ns: u32,
     /// Namespaces searched for a live process this tick (a /proc scan each).
     searched: std::collections::HashSet<u32>,
+    /// Namespaces found in no container this tick: a call there costs no
+    /// second lookup through another process.
+    outside_ns: std::collections::HashSet<u32>,
 }
 
 impl Containers {
@@ -126,6 +129,7 @@ impl Containers {
             by_ns: HashMap::new(),
             retired: HashMap::new(),
             searched: Default::default(),
+            outside_ns: Default::default(),
             host_ns: std::fs::metadata("/proc/1/ns/mnt")
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m) as u32)
                 .unwrap_or(0),
@@ -158,15 +162,27 @@ impl Containers {
 
     /// The container of a call's process; if the process is gone already,
     /// that of its namespace, through `witness`, another process in it.
+    /// `comm` tells whether it may be a runtime working on a container.
     pub fn of_call(
         &mut self,
         pid: u32,
+        comm: &str,
         mntns: u32,
         witness: Option<u32>,
     ) -> Option<Arc<Container>> {
         match self.lookup(pid, mntns) {
             Some(Some(c)) => Some(c),
-            _ => self.of_ns(mntns, witness),
+            found => {
+                let runtime = comm.starts_with("runc") || comm.starts_with("crun");
+                if found.is_some()
+                    && runtime
+                    && let Some(c) = self.of_runtime_call(pid).map(Arc::new)
+                {
+                    self.by_proc.insert((pid, mntns), c.clone());
+                    return Some(c);
+                }
+                self.of_ns(mntns, witness)
+            }
         }
     }
 
@@ -177,14 +193,20 @@ impl Containers {
         if let Some((c, _)) = self.by_ns.get(&mntns) {
             return Some(c.clone());
         }
-        match witness.and_then(|w| self.lookup(w, mntns)) {
+        if self.outside_ns.contains(&mntns) {
+            return None;
+        }
+        let c = match witness.and_then(|w| self.lookup(w, mntns)) {
             Some(c) => c,
             None if mntns != self.host_ns && self.searched.insert(mntns) => {
-                let pid = crate::model::source::member_of(mntns)?;
-                self.of_process(pid, mntns)
+                crate::model::source::member_of(mntns).and_then(|pid| self.of_process(pid, mntns))
             }
-            None => None,
+            None => return None,
+        };
+        if c.is_none() {
+            self.outside_ns.insert(mntns);
         }
+        c
     }
 
     /// None: the process is gone.
@@ -200,11 +222,11 @@ impl Containers {
             if self.by_ns.len() >= MAX_CGROUPS {
                 self.by_ns.clear();
             }
+            self.outside_ns.remove(&mntns);
             self.by_ns
                 .entry(mntns)
                 .or_insert_with(|| (c.clone(), SystemTime::now()));
         }
-        let c = c.or_else(|| self.of_runtime_call(pid).map(Arc::new));
         if self.by_proc.len() >= MAX_PROCS {
             self.by_proc.clear();
         }
@@ -274,6 +296,7 @@ impl Containers {
     /// Namespace `mntns` is new: its inode number may have named a dead
     /// namespace whose end is still to be reported.
     pub fn forget_ns(&mut self, mntns: u32) {
+        self.outside_ns.remove(&mntns);
         if let Some(old) = self.by_ns.remove(&mntns) {
             if self.retired.len() >= MAX_CGROUPS {
                 self.retired.clear();
@@ -342,6 +365,7 @@ impl Containers {
     /// yet (state file, engine name) are read again, for later records.
     pub fn tick(&mut self) {
         self.searched.clear();
+        self.outside_ns.clear();
         let pending: Vec<String> = self
             .by_cgroup
             .iter()
