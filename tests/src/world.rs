@@ -142,6 +142,11 @@ pub struct Change {
     pub master: Option<u64>,
 }
 
+/// The line for the mount on top at `path`, if any.
+pub fn line_at(table: &[MountLine], path: &str) -> Option<MountLine> {
+    table.iter().rev().find(|m| m.mount_point == path).cloned()
+}
+
 /// The kernel's answer to a step: each namespace's table after minus before.
 pub fn diff(mntns: u64, before: &[MountLine], after: &[MountLine]) -> Vec<Change> {
     let key = |m: &MountLine| (m.id, m.mount_point.clone());

@@ -6,7 +6,7 @@ use mnttrace_tests::{
     mnttrace_json,
     oci::{Bundle, Container, Runtime},
     tempdir,
-    world::{World, bind, make, mkdir, tmpfs, umount},
+    world::{World, bind, line_at, make, mkdir, mountinfo, tmpfs, umount},
 };
 use serde_json::Value;
 
@@ -114,7 +114,7 @@ fn volume_case(runtime: &'static str, propagation: &str, rootfs: Option<&str>) {
     has("pivot_root", &|r| {
         r["call"] == "pivot_root" && r["mntns_after"] == cns
     });
-    let vol = c_table_line(c.init_pid, "/vol").unwrap_or_else(|| panic!("{ctx}: no /vol"));
+    let vol = line_at(&mountinfo(c.init_pid), "/vol").unwrap_or_else(|| panic!("{ctx}: no /vol"));
 
     // A mount on the host under the volume's source: the records must equal
     // what the kernel did in both namespaces.
@@ -230,14 +230,6 @@ fn volume_case(runtime: &'static str, propagation: &str, rootfs: Option<&str>) {
             .collect::<Vec<_>>()
     );
     w.finish();
-}
-
-/// The container's mountinfo line at `path`.
-fn c_table_line(pid: u32, path: &str) -> Option<mnttrace_tests::world::MountLine> {
-    mnttrace_tests::world::mountinfo(pid)
-        .into_iter()
-        .rev()
-        .find(|m| m.mount_point == path)
 }
 
 macro_rules! cases {

@@ -8,18 +8,9 @@ use mnttrace_tests::{
     Tracer,
     docker::{Engine, IMAGE},
     mnttrace_bin, mnttrace_json, tempdir,
-    world::{MountLine, World, bind, make, mkdir, mountinfo, tmpfs},
+    world::{World, bind, line_at, make, mkdir, mountinfo, tmpfs},
 };
 use serde_json::Value;
-
-fn line_at(table: &[MountLine], path: &str) -> MountLine {
-    table
-        .iter()
-        .rev()
-        .find(|m| m.mount_point == path)
-        .cloned()
-        .unwrap_or_else(|| panic!("nothing mounted at {path}"))
-}
 
 #[test]
 fn docker_volumes_and_propagation() {
@@ -74,7 +65,8 @@ fn docker_volumes_and_propagation() {
         .and_then(|r| r.split(" but").next())
         .unwrap_or_else(|| panic!("no mount point in {err}"))
         .to_string();
-    let kernel = line_at(&mountinfo(host_pid), &mp);
+    let kernel =
+        line_at(&mountinfo(host_pid), &mp).unwrap_or_else(|| panic!("nothing mounted at {mp}"));
     assert_eq!((kernel.shared, kernel.master), (None, None), "{kernel:?}");
     let ex = mnttrace_json(&["explain", &plain, "--pid", &host_pid.to_string(), "--json"]);
     assert_eq!(ex["parent"]["mount_point"], mp.as_str(), "{ex}");

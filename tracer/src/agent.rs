@@ -291,6 +291,9 @@ impl State {
                 log::warn!("event with unknown call id {} skipped", raw.call);
                 continue;
             };
+            // After the correlator: a namespace the call made or entered is
+            // in the model then, with a process in it to ask.
+            let mut effects = self.corr.on_syscall(&sys);
             if matches!(sys.call, Call::Unshare | Call::Clone | Call::Clone3)
                 && sys.mntns_after != sys.mntns_before
             {
@@ -301,15 +304,6 @@ impl State {
             sys.container = self
                 .containers
                 .of_call(sys.pid, &sys.comm, sys.mntns_after, witness);
-            let mut effects = self.corr.on_syscall(&sys);
-            // Runtimes enter a container's namespace (setns, clone) before
-            // they move the process into its cgroup: the namespace tells.
-            if sys.container.is_none() && sys.mntns_after != sys.mntns_before && !sys.failed() {
-                let witness = self.witness(sys.mntns_after);
-                sys.container =
-                    self.containers
-                        .of_call(sys.pid, &sys.comm, sys.mntns_after, witness);
-            }
             for p in &mut effects {
                 p.container = self.ns_container(p.mntns);
             }

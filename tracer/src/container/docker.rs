@@ -85,18 +85,12 @@ impl Daemon {
         if id.contains('/') {
             return None;
         }
-        let root = StateRoot {
-            prefix: self.prefix(),
-            dir: self.data_root.clone(),
-            engine: None,
-        };
-        let path = root.resolve(
-            &self
-                .data_root
-                .join("containers")
-                .join(id)
-                .join("config.v2.json"),
-        );
+        let path = self
+            .data_root
+            .join("containers")
+            .join(id)
+            .join("config.v2.json");
+        let path = self.prefix().join(path.strip_prefix("/").unwrap_or(&path));
         let c: Config = read_json(&path)?;
         Some(c.name.trim_start_matches('/').to_string()).filter(|n| !n.is_empty())
     }

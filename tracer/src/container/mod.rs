@@ -328,11 +328,6 @@ impl Containers {
         }
     }
 
-    /// The container of namespace `mntns`, through `pid`, a process in it.
-    pub fn of_namespace(&mut self, mntns: u32, pid: u32) -> Option<Arc<Container>> {
-        self.of_process(pid, mntns)
-    }
-
     fn of_cgroup(&mut self, text: &str) -> Option<Arc<Container>> {
         if let Some(c) = self.by_cgroup.get(text) {
             return c.container.clone();
@@ -492,7 +487,7 @@ impl Containers {
     ) -> Vec<(u32, Arc<Container>)> {
         namespaces
             .into_iter()
-            .filter_map(|(ns, pid)| Some((ns, self.of_namespace(ns, pid)?)))
+            .filter_map(|(ns, pid)| Some((ns, self.of_process(pid, ns)?)))
             .collect()
     }
 
