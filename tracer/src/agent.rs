@@ -291,9 +291,6 @@ impl State {
                 log::warn!("event with unknown call id {} skipped", raw.call);
                 continue;
             };
-            // After the correlator: a namespace the call made or entered is
-            // in the model then, with a process in it to ask.
-            let mut effects = self.corr.on_syscall(&sys);
             if matches!(sys.call, Call::Unshare | Call::Clone | Call::Clone3)
                 && sys.mntns_after != sys.mntns_before
             {
@@ -304,6 +301,15 @@ impl State {
             sys.container = self
                 .containers
                 .of_call(sys.pid, &sys.comm, sys.mntns_after, witness);
+            let mut effects = self.corr.on_syscall(&sys);
+            // A namespace the call made or entered is in the model only now:
+            // its process may tell what the caller, gone already, could not.
+            if sys.container.is_none() && sys.mntns_after != sys.mntns_before && !sys.failed() {
+                let witness = self.witness(sys.mntns_after);
+                sys.container =
+                    self.containers
+                        .of_call(sys.pid, &sys.comm, sys.mntns_after, witness);
+            }
             for p in &mut effects {
                 p.container = self.ns_container(p.mntns);
             }

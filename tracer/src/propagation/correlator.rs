@@ -342,9 +342,25 @@ impl Correlator {
         if let Some(n) = self.copies(s, &mine)
             && mine.len() > n
         {
+            // The rules were applied to the model, which may lag behind a
+            // namespace made moments ago: a copy of a new filesystem's mount
+            // carries its new peer group (shared:N, or master:N in a slave),
+            // and the kernel's lookup of it says so.
+            let group = new_group(s, &mine[..n]);
+            let mut kept = Vec::new();
             for p in mine.split_off(n).into_iter().rev() {
-                rest.push_front(p);
+                let copy = group.is_some()
+                    && p.mask == FAN_MNT_ATTACH
+                    && p.now.as_ref().is_some_and(|(_, m)| {
+                        m.propagation.shared == group || m.propagation.master == group
+                    });
+                if copy {
+                    kept.push(p);
+                } else {
+                    rest.push_front(p);
+                }
             }
+            mine.extend(kept.into_iter().rev());
         }
         self.pending = rest;
         let mut out: Vec<Propagated> = mine.iter().map(|p| self.record(p, Some(s))).collect();
@@ -729,6 +745,25 @@ fn moves(s: &Syscall) -> bool {
         Call::MoveMount | Call::PivotRoot => true,
         _ => false,
     }
+}
+
+/// The peer group a mount(2) of a new filesystem (not a bind, not a move)
+/// gave its own mount, the lowest new id in its namespace: no other call's
+/// mount can be in it.
+fn new_group(s: &Syscall, mine: &[Pending]) -> Option<u64> {
+    let flags = match s.arg("flags") {
+        Some(crate::record::Value::Flags { raw, .. }) => *raw,
+        _ => return None,
+    };
+    if s.call != crate::decode::Call::Mount || flags & (libc::MS_BIND | libc::MS_MOVE) != 0 {
+        return None;
+    }
+    let home = |ns: u32| ns == s.mntns_before || ns == s.mntns_after;
+    mine.iter()
+        .filter_map(|p| p.now.as_ref())
+        .filter(|(ns, _)| home(*ns))
+        .min_by_key(|(_, m)| m.id)
+        .and_then(|(_, m)| m.propagation.shared)
 }
 
 /// A mount(2) that attaches makes its own mount before any copy, so the
