@@ -709,12 +709,21 @@ impl Correlator {
 
 /// Marks namespace `f` (through its process's /proc entry) for mount events.
 fn watch(w: &Watcher, f: &Found) {
-    let path = format!("/proc/{}/ns/mnt", f.pid);
-    let r = File::open(&path)
-        .map_err(|e| nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(0)))
-        .and_then(|nsfd| w.watch(nsfd.as_fd()));
+    use std::os::unix::fs::MetadataExt as _;
+    // Through the process it was found by, or, if that one left already
+    // (runc's, which made it), any other still in it.
+    let open = |pid: u32| {
+        File::open(format!("/proc/{pid}/ns/mnt"))
+            .ok()
+            .filter(|fd| fd.metadata().is_ok_and(|m| m.ino() as u32 == f.inode))
+    };
+    let nsfd = open(f.pid).or_else(|| crate::model::source::member_of(f.inode).and_then(open));
+    let r = match nsfd {
+        Some(fd) => w.watch(fd.as_fd()),
+        None => Err(nix::errno::Errno::ESRCH),
+    };
     if let Err(e) = r {
-        log::warn!("cannot watch mnt:[{}] through {path}: {e}", f.inode);
+        log::warn!("cannot watch mnt:[{}]: {e}", f.inode);
     }
 }
 
