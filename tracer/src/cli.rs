@@ -83,6 +83,11 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 
+    /// This machine's name in every JSON record (`node`), e.g. the Kubernetes
+    /// node a DaemonSet pod runs on.
+    #[arg(long, env = "MNTTRACE_NODE_NAME", value_name = "NAME", value_parser = parse_node_name)]
+    pub node_name: Option<String>,
+
     /// Kernel ring buffer size: a power of two, at least one page (e.g. 64K, 16M).
     #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_ring_size)]
     pub ring_size: u32,
@@ -187,6 +192,22 @@ fn parse_container(s: &str) -> Result<String, String> {
     } else {
         Err(format!(
             "{s:?} is not a container id or name (letters, digits, '_', '.', '-')"
+        ))
+    }
+}
+
+fn parse_node_name(s: &str) -> Result<String, String> {
+    // A DNS-1123 subdomain, as Kubernetes node names are; refusing anything
+    // else keeps control characters out of every record.
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.".contains(&b));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a node name (letters, digits, '-', '.')"
         ))
     }
 }

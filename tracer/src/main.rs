@@ -1,23 +1,14 @@
 //! mnttrace: live tracing of mount-related syscalls. main only wires modules.
-mod agent;
-mod capture;
-mod cli;
-mod container;
-mod decode;
-mod filter;
-mod model;
-mod output;
-mod propagation;
-mod record;
-mod views;
 
 use std::io::{BufWriter, IsTerminal as _};
 
 use clap::Parser as _;
 
-use crate::{
+use tracer::{
+    agent, capture,
     cli::{Cli, ColorChoice},
     output::{Format, Output, human::Human},
+    views,
 };
 
 fn main() -> std::process::ExitCode {
@@ -75,7 +66,9 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             ColorChoice::Auto => stdout.is_terminal(),
         };
     let format = if cli.json {
-        Format::Json
+        Format::Json {
+            node: cli.node_name.clone(),
+        }
     } else {
         Format::Human(Human { color })
     };

@@ -12,8 +12,11 @@ const LLVM: u32 = 22;
 const APT: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libclang-22-dev"];
 /// Real peers and tools the tests use (util-linux for unshare/findmnt/setpriv,
 /// graphviz to render `snapshot --dot`, runc, crun, busybox-static and docker.io
-/// for the container tests).
+/// for the container tests, libbpf-tools (mountsnoop) and bpftrace, the
+/// peers `cargo xtask bench` measures against).
 const APT_TEST: &[&str] = &[
+    "libbpf-tools",
+    "bpftrace",
     "util-linux",
     "libcap2-bin",
     "graphviz",

@@ -18,6 +18,12 @@ pub struct Clock {
     boot_wall: SystemTime,
 }
 
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::new()
+    }
+}
+
 impl Clock {
     pub fn new() -> Clock {
         let mono = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)

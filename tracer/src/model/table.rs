@@ -35,6 +35,10 @@ impl MountTable {
         self.mounts.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.mounts.is_empty()
+    }
+
     /// The mount a lookup of `path` lands on: the deepest mount point at or
     /// above it, and of mounts stacked there the top one.
     /// As if the mounts `skip` says were not there.

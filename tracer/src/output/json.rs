@@ -80,8 +80,8 @@ pub fn lost(l: &Lost) -> J {
     })
 }
 
-pub fn line(r: &Record) -> String {
-    let v = match r {
+pub fn line(r: &Record, node: Option<&str>) -> String {
+    let mut v = match r {
         Record::Syscall(s) => syscall(s),
         Record::Lost(l) => lost(l),
         Record::Propagated(p) => propagated(p),
@@ -95,6 +95,9 @@ pub fn line(r: &Record) -> String {
             "container": container(e.container.as_deref()),
         }),
     };
+    if let J::Object(o) = &mut v {
+        o.insert("node".into(), node.map_or(J::Null, |n| J::String(n.into())));
+    }
     v.to_string()
 }
 

@@ -8,7 +8,10 @@ use crate::record::Record;
 
 pub enum Format {
     Human(human::Human),
-    Json,
+    /// NDJSON; `node` goes into every record.
+    Json {
+        node: Option<String>,
+    },
 }
 
 pub struct Output<W: Write> {
@@ -31,7 +34,7 @@ impl<W: Write> Output<W> {
     pub fn write(&mut self, r: &Record) -> io::Result<()> {
         let line = match &self.format {
             Format::Human(h) => h.line(r),
-            Format::Json => json::line(r),
+            Format::Json { node } => json::line(r, node.as_deref()),
         };
         writeln!(self.out, "{line}")
     }

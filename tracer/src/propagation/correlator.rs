@@ -153,7 +153,7 @@ impl Correlator {
                 let was = self.model.find(mnt_id).map(|(ns, m)| (ns, m.clone()));
                 if let Some((ns, _)) = &was {
                     self.model.detach(*ns, mnt_id);
-                    if self.model.get(*ns).is_some_and(|n| n.table.len() == 0) {
+                    if self.model.get(*ns).is_some_and(|n| n.table.is_empty()) {
                         emptied.insert(*ns, pid);
                     }
                 }
