@@ -56,8 +56,15 @@ fn collect(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
 impl Tracer {
     /// Starts mnttrace with `args` and waits until it says it is tracing.
     pub fn start(args: &[&str]) -> Tracer {
-        let mut child = Command::new(mnttrace_bin())
-            .args(args)
+        let mut cmd = Command::new(mnttrace_bin());
+        cmd.args(args);
+        Tracer::spawn(cmd)
+    }
+
+    /// Starts `cmd` (mnttrace, or a wrapper that execs it) and waits until
+    /// mnttrace says it is tracing.
+    pub fn spawn(mut cmd: Command) -> Tracer {
+        let mut child = cmd
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -136,6 +143,11 @@ impl Tracer {
         // Let the reader threads see EOF.
         std::thread::sleep(Duration::from_millis(100));
         (status, self.stdout(), self.stderr())
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, sig).expect("signal mnttrace");
     }
 
     pub fn wait(mut self) -> (std::process::ExitStatus, Vec<String>, Vec<String>) {

@@ -1,7 +1,7 @@
 //! The live stream: ring buffer → decode → filter → output, until a signal,
 //! --duration, --count or a closed output ends it.
 use std::{
-    io::{self, Write},
+    io,
     time::{Duration, SystemTime},
 };
 
@@ -34,10 +34,14 @@ use crate::{
 const LOSS_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Summary {
+    /// Syscall records written.
     pub reported: u64,
+    /// Kernel drops, fanotify overflows and records the output could not take.
     pub lost: u64,
-    /// The reader of our output went away: exit quietly.
+    /// The reader of our output went away.
     pub closed_output: bool,
+    /// What ended the run: a signal's name, "done", "output closed".
+    pub stop: &'static str,
 }
 
 enum Stop {
@@ -46,11 +50,17 @@ enum Stop {
     ClosedOutput,
 }
 
-pub async fn run<W: Write>(
-    cli: &Cli,
-    tracefs: &Tracefs,
-    mut out: Output<W>,
-) -> anyhow::Result<Summary> {
+impl Stop {
+    fn name(&self) -> &'static str {
+        match self {
+            Stop::Signal(s) => s,
+            Stop::Done => "done",
+            Stop::ClosedOutput => "output closed",
+        }
+    }
+}
+
+pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Result<Summary> {
     let filter = Filter::from_cli(cli);
     let offsets = offsets::from_file(&cli.btf)?;
     let loaded = loader::load(
@@ -99,12 +109,17 @@ pub async fn run<W: Write>(
     };
     let mut sigint = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    // With --output, SIGHUP reopens the file (after logrotate moved it);
+    // otherwise it is a hang-up, and ends the run like SIGTERM.
+    let reopen_on_hup = cli.output.is_some();
     let mut ticker = tokio::time::interval(LOSS_INTERVAL);
     let deadline = tokio::time::sleep(cli.duration.unwrap_or(Duration::MAX / 4));
     tokio::pin!(deadline);
 
     let clock = Clock::new();
     let mut st = State {
+        show_secrets: cli.show_secrets,
         filter,
         clock,
         next_id: 1,
@@ -120,6 +135,7 @@ pub async fn run<W: Write>(
                 reported: 0,
                 lost: 0,
                 closed_output: true,
+                stop: Stop::ClosedOutput.name(),
             });
         }
         return Err(e).context("writing output");
@@ -147,6 +163,13 @@ pub async fn run<W: Write>(
                 }),
             _ = sigint.recv() => Ok(Some(Stop::Signal("SIGINT"))),
             _ = sigterm.recv() => Ok(Some(Stop::Signal("SIGTERM"))),
+            _ = sighup.recv() => {
+                if reopen_on_hup {
+                    out.reopen().map(|_| None)
+                } else {
+                    Ok(Some(Stop::Signal("SIGHUP")))
+                }
+            }
             _ = &mut deadline => Ok(Some(Stop::Done)),
         };
         match step {
@@ -170,13 +193,16 @@ pub async fn run<W: Write>(
             r => r.context("writing output")?,
         }
     }
-    if let Stop::Signal(name) = stop {
-        log::info!("{name}: detached");
-    }
+    let (output_lost, output_lost_calls) = out.lost();
     Ok(Summary {
-        reported: st.reported,
-        lost: st.losses.total() + st.corr.overflows(),
+        reported: st.reported - output_lost_calls.min(st.reported),
+        lost: st.losses.total() + st.corr.overflows() + output_lost,
         closed_output,
+        stop: if closed_output {
+            Stop::ClosedOutput.name()
+        } else {
+            stop.name()
+        },
     })
 }
 
@@ -261,6 +287,7 @@ fn correlator(cli: &Cli, tracefs: &Tracefs, kernel_tgid: u32) -> anyhow::Result<
 }
 
 struct State {
+    show_secrets: bool,
     corr: Correlator,
     containers: Containers,
     filter: Filter,
@@ -273,10 +300,10 @@ struct State {
 
 impl State {
     /// Writes every event waiting in the ring; `Some(Done)` once --count is reached.
-    fn drain<W: Write>(
+    fn drain(
         &mut self,
         ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
-        out: &mut Output<W>,
+        out: &mut Output,
     ) -> io::Result<Option<Stop>> {
         let mut stop = None;
         while let Some(item) = ring.next() {
@@ -287,7 +314,7 @@ impl State {
             drop(item);
             let id = self.next_id;
             self.next_id += 1;
-            let Some(mut sys) = decode::syscall(&raw, id, &self.clock) else {
+            let Some(mut sys) = decode::syscall(&raw, id, &self.clock, self.show_secrets) else {
                 log::warn!("event with unknown call id {} skipped", raw.call);
                 continue;
             };
@@ -312,6 +339,9 @@ impl State {
             }
             for p in &mut effects {
                 p.container = self.ns_container(p.mntns);
+                if !self.show_secrets {
+                    crate::decode::secrets::source(&mut p.source);
+                }
             }
             if !self.filter.matches(&sys, &effects) {
                 continue;
@@ -349,10 +379,10 @@ impl State {
 
     /// Once a second: losses, mount events no syscall claimed, namespaces
     /// that died or appeared.
-    fn tick<W: Write>(
+    fn tick(
         &mut self,
         drops: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
-        out: &mut Output<W>,
+        out: &mut Output,
     ) -> io::Result<()> {
         self.losses.report(drops, out)?;
         self.containers.tick();
@@ -363,17 +393,17 @@ impl State {
         self.unexplained(orphans, ended, out)
     }
 
-    fn finish<W: Write>(&mut self, out: &mut Output<W>) -> io::Result<()> {
+    fn finish(&mut self, out: &mut Output) -> io::Result<()> {
         let (orphans, ended) = self.corr.finish();
         self.unexplained(orphans, ended, out)
     }
 
     /// Mount changes no syscall claimed, and namespaces that died.
-    fn unexplained<W: Write>(
+    fn unexplained(
         &mut self,
         orphans: Vec<crate::record::Propagated>,
         ended: Vec<crate::record::Ended>,
-        out: &mut Output<W>,
+        out: &mut Output,
     ) -> io::Result<()> {
         for mut e in ended {
             e.container = self.containers.ended(e.mntns, e.time);
@@ -386,6 +416,9 @@ impl State {
         }
         for mut p in orphans {
             p.container = self.ns_container(p.mntns);
+            if !self.show_secrets {
+                crate::decode::secrets::source(&mut p.source);
+            }
             if self
                 .filter
                 .matches_unexplained(p.mntns, p.cause_pid, p.container.as_deref())
@@ -415,10 +448,10 @@ impl Losses {
         self.seen.iter().sum()
     }
 
-    fn report<W: Write>(
+    fn report(
         &mut self,
         drops: &aya::maps::PerCpuArray<aya::maps::MapData, u64>,
-        out: &mut Output<W>,
+        out: &mut Output,
     ) -> io::Result<()> {
         let now = SystemTime::now();
         for (i, (reason, total)) in capture::drop_totals(drops).into_iter().enumerate() {
@@ -433,6 +466,8 @@ impl Losses {
                 reason,
                 count,
                 total: self.total(),
+                calls: None,
+                reread: None,
             }))?;
         }
         self.since = now;

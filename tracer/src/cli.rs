@@ -88,6 +88,26 @@ pub struct Cli {
     #[arg(long, env = "MNTTRACE_NODE_NAME", value_name = "NAME", value_parser = parse_node_name)]
     pub node_name: Option<String>,
 
+    /// Write the stream to FILE instead of stdout: whole lines only (a write
+    /// that fails part-way is cut back and counted as lost), mode 0600,
+    /// appended to if it exists; SIGHUP reopens it.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+
+    /// Rotate --output when it would grow past SIZE (e.g. 100M): FILE becomes
+    /// FILE.1, FILE.1 becomes FILE.2, and so on.
+    #[arg(long, value_name = "SIZE", requires = "output", value_parser = parse_file_size)]
+    pub rotate_size: Option<u64>,
+
+    /// Rotated files to keep (FILE.1 … FILE.N); 0 keeps none.
+    #[arg(long, value_name = "N", requires = "rotate_size", default_value = "5", value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub rotate_keep: u32,
+
+    /// Show the values of secret-looking mount options (password=, secret=,
+    /// token=, credentials= …) instead of redacting them.
+    #[arg(long, global = true)]
+    pub show_secrets: bool,
+
     /// Kernel ring buffer size: a power of two, at least one page (e.g. 64K, 16M).
     #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_ring_size)]
     pub ring_size: u32,
@@ -196,6 +216,14 @@ fn parse_container(s: &str) -> Result<String, String> {
     }
 }
 
+fn parse_file_size(s: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(s)?;
+    if bytes < 4096 {
+        return Err(format!("{s} is smaller than 4K"));
+    }
+    Ok(bytes)
+}
+
 fn parse_node_name(s: &str) -> Result<String, String> {
     // A DNS-1123 subdomain, as Kubernetes node names are; refusing anything
     // else keeps control characters out of every record.
@@ -220,7 +248,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-pub fn parse_ring_size(s: &str) -> Result<u32, String> {
+/// A byte count with an optional K, M or G (binary) unit.
+fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (num, mult) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
         None => (t, 1u64),
@@ -237,10 +266,15 @@ pub fn parse_ring_size(s: &str) -> Result<u32, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?} is not a size (e.g. 64K, 16M)"))?;
-    let bytes = n
-        .checked_mul(mult)
-        .filter(|b| *b <= 1 << 30)
-        .ok_or_else(|| format!("{s} is larger than 1G"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s} is too large"))
+}
+
+pub fn parse_ring_size(s: &str) -> Result<u32, String> {
+    let bytes = parse_bytes(s)?;
+    if bytes > 1 << 30 {
+        return Err(format!("{s} is larger than 1G"));
+    }
     let page = 4096;
     if bytes < page || !bytes.is_power_of_two() {
         return Err(format!("{s} must be a power of two of at least 4K"));
@@ -279,6 +313,11 @@ mod tests {
             &["mnttrace", "--container", ""],
             &["mnttrace", "--container", "a/b"],
             &["mnttrace", "volumes", "x y"],
+            &["mnttrace", "--rotate-size", "1M"],
+            &["mnttrace", "--output", "f", "--rotate-size", "1Q"],
+            &["mnttrace", "--output", "f", "--rotate-size", "100"],
+            &["mnttrace", "--output", "f", "--rotate-keep", "3"],
+            &["mnttrace", "--node-name", "a b"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?} accepted");
         }

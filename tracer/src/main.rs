@@ -1,13 +1,19 @@
 //! mnttrace: live tracing of mount-related syscalls. main only wires modules.
 
-use std::io::{BufWriter, IsTerminal as _};
+use std::io::IsTerminal as _;
+
+use anyhow::Context as _;
 
 use clap::Parser as _;
 
 use tracer::{
     agent, capture,
     cli::{Cli, ColorChoice},
-    output::{Format, Output, human::Human},
+    output::{
+        Format, Output,
+        human::Human,
+        sink::{Rotate, Sink},
+    },
     views,
 };
 
@@ -46,24 +52,35 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     if let Some(view) = &cli.view {
         // Reading other namespaces' tables takes CAP_SYS_ADMIN, not BPF.
-        capture::privileges::check(capture::privileges::Need::Read)?;
-        views::run(view, cli.mount_tables, &cli.runtime_root)?;
+        capture::privileges::check(capture::privileges::Need::read(&cli))?;
+        views::run(view, cli.mount_tables, &cli.runtime_root, cli.show_secrets)?;
         return Ok(std::process::ExitCode::SUCCESS);
     }
     // Before the runtime starts threads: tracefs may need a private mount
     // namespace, and unshare(2) only moves the calling thread.
-    capture::privileges::check(capture::privileges::Need::Trace)?;
+    capture::privileges::check(capture::privileges::Need::trace(&cli))?;
+    // Opened first, in the user's mount namespace, so a bad path is refused
+    // before anything is loaded.
+    let sink = match &cli.output {
+        Some(path) => {
+            let rotate = cli.rotate_size.map(|size| Rotate {
+                size,
+                keep: cli.rotate_keep,
+            });
+            Sink::file(path, rotate).with_context(|| format!("--output {}", path.display()))?
+        }
+        None => Sink::stdout().context("standard output")?,
+    };
     let tracefs = capture::tracefs::ensure()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let stdout = std::io::stdout();
     // NO_COLOR (no-color.org) wins over everything.
     let color = std::env::var_os("NO_COLOR").is_none()
         && match cli.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => stdout.is_terminal(),
+            ColorChoice::Auto => cli.output.is_none() && std::io::stdout().is_terminal(),
         };
     let format = if cli.json {
         Format::Json {
@@ -72,13 +89,11 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     } else {
         Format::Human(Human { color })
     };
-    let out = Output::new(BufWriter::with_capacity(1 << 16, stdout.lock()), format);
+    let out = Output::new(sink, format);
     let summary = runtime.block_on(agent::run(&cli, &tracefs, out))?;
-    if !summary.closed_output {
-        eprintln!(
-            "mnttrace: detached; {} calls reported, {} events lost",
-            summary.reported, summary.lost
-        );
-    }
+    eprintln!(
+        "mnttrace: detached ({}); {} calls reported, {} events lost",
+        summary.stop, summary.reported, summary.lost
+    );
     Ok(std::process::ExitCode::SUCCESS)
 }

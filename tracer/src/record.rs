@@ -55,6 +55,8 @@ pub struct Syscall {
     pub mntns_before: u32,
     pub mntns_after: u32,
     pub args: Vec<Arg>,
+    /// Args whose secret values were replaced by `<redacted>`.
+    pub redacted: Vec<&'static str>,
     /// The container the process is in (filled by the agent).
     pub container: Option<Arc<Container>>,
 }
@@ -88,6 +90,8 @@ pub enum LossReason {
     EnterMapFull,
     /// The kernel's fanotify queue overflowed: mount events were dropped.
     FanotifyOverflow,
+    /// Writing the output failed (disk full, quota, I/O error): records dropped.
+    OutputFailed,
 }
 
 impl LossReason {
@@ -96,6 +100,7 @@ impl LossReason {
             LossReason::RingbufFull => "ringbuf_full",
             LossReason::EnterMapFull => "enter_map_full",
             LossReason::FanotifyOverflow => "fanotify_overflow",
+            LossReason::OutputFailed => "output_failed",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -103,6 +108,7 @@ impl LossReason {
             LossReason::RingbufFull => "ring buffer full",
             LossReason::EnterMapFull => "per-thread enter map full",
             LossReason::FanotifyOverflow => "fanotify mount-event queue overflowed",
+            LossReason::OutputFailed => "the output could not be written",
         }
     }
 }
@@ -113,8 +119,13 @@ pub struct Lost {
     pub time: SystemTime,
     pub since: SystemTime,
     pub reason: LossReason,
+    /// Events (kernel), overflows (fanotify) or records (output) lost.
     pub count: u64,
     pub total: u64,
+    /// Output losses: how many of the records were syscall records.
+    pub calls: Option<u64>,
+    /// fanotify overflows: the namespaces whose tables were read again.
+    pub reread: Option<usize>,
 }
 
 /// What happened to a mount.

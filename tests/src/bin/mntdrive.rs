@@ -36,7 +36,16 @@ fn ns_inode() -> u64 {
     })
 }
 
+/// A string argument; `KEY_hex` gives its bytes in hex instead (not UTF-8,
+/// control characters).
 fn cstr(v: &Value, key: &str) -> Option<CString> {
+    if let Some(hex) = v.get(format!("{key}_hex")).and_then(Value::as_str) {
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex byte"))
+            .collect();
+        return Some(CString::new(bytes).expect("no NUL in test strings"));
+    }
     v.get(key)
         .and_then(Value::as_str)
         .map(|s| CString::new(s).expect("no NUL in test strings"))
@@ -211,6 +220,11 @@ fn step(s: &Value, rets: &[i64]) -> (i64, i64) {
                 libc::mkdir(ptr(&p), 0o755) as i64
             }
             "close" => libc::close(i("fd") as i32) as i64,
+            // The thread's command name, as tracers show it.
+            "comm" => {
+                let name = cstr(s, "name");
+                libc::prctl(libc::PR_SET_NAME, ptr(&name)) as i64
+            }
             other => panic!("unknown op {other}"),
         };
         (if r < 0 { -errno() } else { r }, 0)

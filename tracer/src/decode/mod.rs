@@ -3,6 +3,7 @@
 mod call;
 pub mod flags;
 mod paths;
+pub mod secrets;
 pub mod text;
 
 use std::time::{Duration, SystemTime};
@@ -72,8 +73,9 @@ impl Raw<'_> {
     }
 }
 
-/// Decodes one event. `None` for an event id this build does not know.
-pub fn syscall(e: &Event, id: u64, clock: &Clock) -> Option<Syscall> {
+/// Decodes one event, secrets redacted unless `show_secrets`. `None` for an
+/// event id this build does not know.
+pub fn syscall(e: &Event, id: u64, clock: &Clock, show_secrets: bool) -> Option<Syscall> {
     let call = Call::from_id(e.call)?;
     let r = Raw(e);
     let mut args = Vec::new();
@@ -208,8 +210,14 @@ pub fn syscall(e: &Event, id: u64, clock: &Clock) -> Option<Syscall> {
             paths::resolve(pid, r.int(0), &r.string(0), &mut push, "path_resolved");
         }
     }
+    let redacted = if show_secrets {
+        Vec::new()
+    } else {
+        redact(call, &mut args)
+    };
     Some(Syscall {
         container: None,
+        redacted,
         id,
         time: clock.wall(e.ts_ns),
         ktime_ns: e.ts_ns,
@@ -227,4 +235,31 @@ pub fn syscall(e: &Event, id: u64, clock: &Clock) -> Option<Syscall> {
         mntns_after: e.mntns_after,
         args,
     })
+}
+
+/// Replaces secret values in `args`; returns the names of the args changed.
+fn redact(call: Call, args: &mut [Arg]) -> Vec<&'static str> {
+    let key = args.iter().find_map(|a| match (&a.name, &a.value) {
+        (&"key", Value::Str { bytes, .. }) => Some(bytes.clone()),
+        _ => None,
+    });
+    let mut changed = Vec::new();
+    for a in args.iter_mut() {
+        let Value::Str { bytes, .. } = &mut a.value else {
+            continue;
+        };
+        let new = match (call, a.name) {
+            (Call::Mount, "data") => secrets::options(bytes),
+            (Call::Mount, "source") => secrets::url(bytes),
+            (Call::Fsconfig, "value") => {
+                secrets::fsconfig_value(key.as_deref().unwrap_or_default(), bytes)
+            }
+            _ => None,
+        };
+        if let Some(new) = new {
+            *bytes = new;
+            changed.push(a.name);
+        }
+    }
+    changed
 }

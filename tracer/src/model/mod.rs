@@ -4,7 +4,7 @@ pub mod mount;
 pub mod peers;
 pub mod reach;
 pub mod source;
-mod sys;
+pub mod sys;
 pub mod table;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -61,6 +61,13 @@ impl Model {
             }
         }
         m
+    }
+
+    /// Every mount of every namespace, to change in place (redaction).
+    pub fn mounts_mut(&mut self) -> impl Iterator<Item = &mut Mount> {
+        self.namespaces
+            .values_mut()
+            .flat_map(|n| n.table.iter_mut())
     }
 
     pub fn namespaces(&self) -> impl Iterator<Item = &Namespace> {

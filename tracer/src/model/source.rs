@@ -192,7 +192,9 @@ pub fn from_stat(st: sys::Stat) -> Mount {
     }
 }
 
-fn from_mountinfo(mi: procfs::process::MountInfo) -> Mount {
+/// One parsed /proc/PID/mountinfo line as a [`Mount`]. Public for the fuzz
+/// target (`tracer/fuzz`), which feeds it procfs's parse of arbitrary text.
+pub fn from_mountinfo(mi: procfs::process::MountInfo) -> Mount {
     let mut p = Propagation::default();
     for f in &mi.opt_fields {
         match f {

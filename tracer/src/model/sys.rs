@@ -126,7 +126,8 @@ pub fn listmount_after(ns_id: u64, mut last: u64) -> Result<Vec<u64>, Errno> {
             )
         };
         let n = Errno::result(n)? as usize;
-        all.extend_from_slice(&buf[..n]);
+        // The kernel returns at most buf.len() ids; more would be a bug, not a panic here.
+        all.extend_from_slice(buf.get(..n).ok_or(Errno::EBADMSG)?);
         if n < buf.len() {
             return Ok(all);
         }
@@ -135,6 +136,8 @@ pub fn listmount_after(ns_id: u64, mut last: u64) -> Result<Vec<u64>, Errno> {
 }
 
 /// statmount(2) of mount `mnt_id` in namespace `ns_id` (0: the caller's).
+/// A reply that does not decode (see [`parse_statmount`]) is `EBADMSG`,
+/// logged with what was wrong: callers tell kernel errors apart by errno.
 pub fn statmount(ns_id: u64, mnt_id: u64) -> Result<Stat, Errno> {
     let req = MntIdReq {
         size: std::mem::size_of::<MntIdReq>() as u32,
@@ -152,7 +155,7 @@ pub fn statmount(ns_id: u64, mnt_id: u64) -> Result<Stat, Errno> {
     };
     let mut size = 4096usize;
     loop {
-        // u64 elements keep the head aligned.
+        // u64 elements keep the head aligned for the kernel's sake.
         let mut buf = vec![0u64; size / 8];
         // SAFETY: req is valid; buf is `size` writable bytes.
         let r = unsafe {
@@ -172,33 +175,220 @@ pub fn statmount(ns_id: u64, mnt_id: u64) -> Result<Stat, Errno> {
             Err(e) => return Err(e),
             Ok(_) => {}
         }
-        // SAFETY: the kernel wrote at least the head; buf is 8-aligned.
-        let head: StatmountHead = unsafe { std::ptr::read(buf.as_ptr() as *const StatmountHead) };
-        // SAFETY: the bytes of buf, as bytes.
+        // SAFETY: buf is `size` initialised bytes, viewed as bytes.
         let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, size) };
-        let strs = &bytes[HEAD.min(bytes.len())..(head.size as usize).clamp(HEAD, size)];
-        let text = |bit: u64, off: u32| -> String {
-            if head.mask & bit == 0 {
-                return String::new();
-            }
-            let s = strs.get(off as usize..).unwrap_or(&[]);
-            let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
-            String::from_utf8_lossy(&s[..end]).into_owned()
-        };
-        return Ok(Stat {
-            mnt_id: head.mnt_id,
-            parent_id: head.mnt_parent_id,
-            old_id: head.mnt_id_old,
-            propagation: head.mnt_propagation,
-            peer_group: head.mnt_peer_group,
-            master: head.mnt_master,
-            propagate_from: head.propagate_from,
-            dev: (head.sb_dev_major, head.sb_dev_minor),
-            root: text(STATMOUNT_MNT_ROOT, head.mnt_root),
-            mount_point: text(STATMOUNT_MNT_POINT, head.mnt_point),
-            fstype: text(STATMOUNT_FS_TYPE, head.fs_type),
-            source: text(STATMOUNT_SB_SOURCE, head.sb_source),
-            options: text(STATMOUNT_MNT_OPTS, head.mnt_opts),
+        return parse_statmount(bytes).map_err(|e| {
+            log::warn!("statmount of mount {mnt_id}: {e}");
+            Errno::EBADMSG
         });
+    }
+}
+
+/// Why a statmount(2) reply does not decode.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StatmountError {
+    #[error("reply of {len} bytes is shorter than the {HEAD}-byte struct statmount")]
+    Short { len: usize },
+    #[error("reply says it is {size} bytes, outside {HEAD}..={len}")]
+    Size { size: u32, len: usize },
+    #[error("reply lacks {what} (mask {mask:#x})")]
+    Missing { what: &'static str, mask: u64 },
+    #[error("{field} at offset {offset} is outside the {area}-byte string area")]
+    Offset {
+        field: &'static str,
+        offset: u32,
+        area: usize,
+    },
+    #[error("{field} at offset {offset} has no terminating NUL")]
+    Unterminated { field: &'static str, offset: u32 },
+}
+
+/// Decodes a statmount(2) reply: `struct statmount`, then its string area
+/// (`str[]`), which the head's string fields index into, up to `size` bytes.
+/// Pure, for the fuzz target (`tracer/fuzz`): any bytes give a `Stat` or an
+/// error, and nothing outside `buf` (or outside `size`) is read.
+pub fn parse_statmount(buf: &[u8]) -> Result<Stat, StatmountError> {
+    if buf.len() < HEAD {
+        return Err(StatmountError::Short { len: buf.len() });
+    }
+    // SAFETY: buf holds HEAD bytes; StatmountHead is plain integers, valid
+    // for any bit pattern; read_unaligned needs no alignment of buf.
+    let head: StatmountHead =
+        unsafe { std::ptr::read_unaligned(buf.as_ptr() as *const StatmountHead) };
+    let size = head.size as usize;
+    if !(HEAD..=buf.len()).contains(&size) {
+        return Err(StatmountError::Size {
+            size: head.size,
+            len: buf.len(),
+        });
+    }
+    // Without these the ids and device below would be zeros, not the mount's.
+    for (bit, what) in [
+        (STATMOUNT_SB_BASIC, "STATMOUNT_SB_BASIC"),
+        (STATMOUNT_MNT_BASIC, "STATMOUNT_MNT_BASIC"),
+    ] {
+        if head.mask & bit == 0 {
+            return Err(StatmountError::Missing {
+                what,
+                mask: head.mask,
+            });
+        }
+    }
+    let strs = &buf[HEAD..size];
+    // The kernel sets a string's mask bit only when it wrote the string (an
+    // empty one, such as a mount without per-mount options, leaves it clear).
+    let text = |bit: u64, offset: u32, field: &'static str| -> Result<String, StatmountError> {
+        if head.mask & bit == 0 {
+            return Ok(String::new());
+        }
+        let s = strs.get(offset as usize..).ok_or(StatmountError::Offset {
+            field,
+            offset,
+            area: strs.len(),
+        })?;
+        let end = s
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(StatmountError::Unterminated { field, offset })?;
+        Ok(String::from_utf8_lossy(&s[..end]).into_owned())
+    };
+    Ok(Stat {
+        mnt_id: head.mnt_id,
+        parent_id: head.mnt_parent_id,
+        old_id: head.mnt_id_old,
+        propagation: head.mnt_propagation,
+        peer_group: head.mnt_peer_group,
+        master: head.mnt_master,
+        propagate_from: head.propagate_from,
+        dev: (head.sb_dev_major, head.sb_dev_minor),
+        root: text(STATMOUNT_MNT_ROOT, head.mnt_root, "mnt_root")?,
+        mount_point: text(STATMOUNT_MNT_POINT, head.mnt_point, "mnt_point")?,
+        fstype: text(STATMOUNT_FS_TYPE, head.fs_type, "fs_type")?,
+        source: text(STATMOUNT_SB_SOURCE, head.sb_source, "sb_source")?,
+        options: text(STATMOUNT_MNT_OPTS, head.mnt_opts, "mnt_opts")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reply as the kernel lays it out: `head`, then `strs` as the string
+    /// area, with `size` set to what was written.
+    fn reply(mut head: StatmountHead, strs: &[u8]) -> Vec<u8> {
+        head.size = (HEAD + strs.len()) as u32;
+        let mut b = vec![0u8; HEAD];
+        // SAFETY: b is HEAD bytes; head is plain integers.
+        unsafe { std::ptr::write_unaligned(b.as_mut_ptr() as *mut StatmountHead, head) };
+        b.extend_from_slice(strs);
+        b
+    }
+
+    fn head() -> StatmountHead {
+        // SAFETY: all integers: zero is a valid value of each.
+        let mut h: StatmountHead = unsafe { std::mem::zeroed() };
+        h.mask = STATMOUNT_SB_BASIC
+            | STATMOUNT_MNT_BASIC
+            | STATMOUNT_MNT_ROOT
+            | STATMOUNT_MNT_POINT
+            | STATMOUNT_FS_TYPE;
+        h.mnt_id = 0x1_0000_0042;
+        h.mnt_parent_id = 0x1_0000_0001;
+        h.sb_dev_major = 8;
+        h.sb_dev_minor = 1;
+        // "\0" reserved by the kernel for unset offsets, then the strings.
+        h.mnt_root = 1;
+        h.mnt_point = 3;
+        h.fs_type = 8;
+        h
+    }
+
+    #[test]
+    fn statmount_reply_decodes() {
+        let st = parse_statmount(&reply(head(), b"\0/\0/mnt\0ext4\0")).expect("decodes");
+        assert_eq!(st.mnt_id, 0x1_0000_0042);
+        assert_eq!(st.dev, (8, 1));
+        assert_eq!(
+            (&*st.root, &*st.mount_point, &*st.fstype),
+            ("/", "/mnt", "ext4")
+        );
+        // Mask bits clear: empty, whatever the offset says.
+        assert_eq!((&*st.source, &*st.options), ("", ""));
+    }
+
+    #[test]
+    fn statmount_reply_trailing_buffer_is_ignored() {
+        // The syscall wrapper passes its whole buffer: bytes past `size` are
+        // not the reply's, so a string may not run into them.
+        let mut b = reply(head(), b"\0/\0/mnt\0ext4");
+        b.extend_from_slice(b"\0\0\0\0");
+        assert_eq!(
+            parse_statmount(&b).map(|_| ()),
+            Err(StatmountError::Unterminated {
+                field: "fs_type",
+                offset: 8
+            })
+        );
+    }
+
+    #[test]
+    fn statmount_reply_errors() {
+        let good = reply(head(), b"\0/\0/mnt\0ext4\0");
+        assert_eq!(
+            parse_statmount(&good[..HEAD - 1]).map(|_| ()),
+            Err(StatmountError::Short { len: HEAD - 1 })
+        );
+        // size past the buffer, and size inside the head.
+        assert!(matches!(
+            parse_statmount(&good[..good.len() - 1]),
+            Err(StatmountError::Size { .. })
+        ));
+        let mut small = good.clone();
+        small[..4].copy_from_slice(&8u32.to_ne_bytes());
+        assert!(matches!(
+            parse_statmount(&small),
+            Err(StatmountError::Size { size: 8, .. })
+        ));
+        let mut h = head();
+        h.mnt_point = 1000;
+        assert_eq!(
+            parse_statmount(&reply(h, b"\0/\0/mnt\0ext4\0")).map(|_| ()),
+            Err(StatmountError::Offset {
+                field: "mnt_point",
+                offset: 1000,
+                area: 13
+            })
+        );
+        h = head();
+        h.mask &= !STATMOUNT_MNT_BASIC;
+        assert!(matches!(
+            parse_statmount(&reply(h, b"\0/\0/mnt\0ext4\0")),
+            Err(StatmountError::Missing { .. })
+        ));
+    }
+
+    #[test]
+    fn own_namespace_statmount_decodes() {
+        // The real syscall, unprivileged: the caller's own namespace.
+        let ids = match listmount(0) {
+            Ok(ids) => ids,
+            Err(e) => {
+                eprintln!("skipped: listmount(2) unavailable on this kernel: {e}");
+                return;
+            }
+        };
+        assert!(!ids.is_empty(), "listmount(2) listed no mount");
+        for id in ids {
+            match statmount(0, id) {
+                Ok(st) => {
+                    assert_eq!(st.mnt_id, id);
+                    assert!(st.mount_point.starts_with('/'), "{st:?}");
+                    assert!(!st.fstype.is_empty(), "{st:?}");
+                }
+                // Unmounted since listmount(2).
+                Err(Errno::ENOENT) => {}
+                Err(e) => panic!("statmount(2) of mount {id}: {e}"),
+            }
+        }
     }
 }

@@ -31,6 +31,10 @@ impl MountTable {
         self.mounts.values()
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Mount> {
+        self.mounts.values_mut()
+    }
+
     pub fn len(&self) -> usize {
         self.mounts.len()
     }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use crate::decode::{flags::join, text::quoted};
 use crate::model::reach::Relation;
-use crate::record::{Action, Evidence, Lost, Propagated, Record, Syscall, Value};
+use crate::record::{Action, Evidence, LossReason, Lost, Propagated, Record, Syscall, Value};
 
 pub struct Human {
     pub color: bool,
@@ -122,16 +122,23 @@ impl Human {
     }
 
     fn lost(&self, l: &Lost) -> String {
-        self.paint(
-            RED,
-            &format!(
-                "-- lost {} events ({}) since {}; {} lost in total --",
-                l.count,
-                l.reason.describe(),
-                clock(l.since),
-                l.total
-            ),
-        )
+        let what = match l.reason {
+            LossReason::OutputFailed => "records",
+            LossReason::FanotifyOverflow => "times, mount events with them",
+            _ => "events",
+        };
+        let mut line = format!(
+            "-- lost {} {what} ({}) since {}; {} lost in total",
+            l.count,
+            l.reason.describe(),
+            clock(l.since),
+            l.total
+        );
+        if let Some(n) = l.reread {
+            let _ = write!(line, "; the tables of {n} mount namespaces were read again");
+        }
+        line.push_str(" --");
+        self.paint(RED, &line)
     }
 
     pub fn syscall(&self, s: &Syscall) -> String {

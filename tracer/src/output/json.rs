@@ -64,12 +64,13 @@ pub fn syscall(s: &Syscall) -> J {
         "args": args,
         "truncated": truncated,
         "unreadable": unreadable,
+        "redacted": s.redacted,
         "container": container(s.container.as_deref()),
     })
 }
 
 pub fn lost(l: &Lost) -> J {
-    json!({
+    let mut v = json!({
         "schema": SCHEMA,
         "kind": "lost",
         "time": rfc3339(l.time),
@@ -77,7 +78,16 @@ pub fn lost(l: &Lost) -> J {
         "reason": l.reason.name(),
         "count": l.count,
         "total": l.total,
-    })
+    });
+    if let J::Object(o) = &mut v {
+        if let Some(c) = l.calls {
+            o.insert("calls".into(), json!(c));
+        }
+        if let Some(n) = l.reread {
+            o.insert("reread_namespaces".into(), json!(n));
+        }
+    }
+    v
 }
 
 pub fn line(r: &Record, node: Option<&str>) -> String {

@@ -1,10 +1,12 @@
-//! Writes records to the user: human lines or NDJSON.
+//! Writes records to the user: human lines or NDJSON, to stdout or a file.
 pub mod human;
 pub mod json;
+pub mod sink;
 
-use std::io::{self, Write};
+use std::{io, time::SystemTime};
 
-use crate::record::Record;
+use crate::record::{LossReason, Lost, Record};
+use sink::Sink;
 
 pub enum Format {
     Human(human::Human),
@@ -14,32 +16,69 @@ pub enum Format {
     },
 }
 
-pub struct Output<W: Write> {
-    out: W,
+pub struct Output {
+    sink: Sink,
     format: Format,
 }
 
-impl<W: Write> Output<W> {
-    pub fn new(out: W, format: Format) -> Self {
-        Output { out, format }
+impl Output {
+    pub fn new(sink: Sink, format: Format) -> Self {
+        Output { sink, format }
+    }
+
+    fn render(&self, r: &Record) -> String {
+        match &self.format {
+            Format::Human(h) => h.line(r),
+            Format::Json { node } => json::line(r, node.as_deref()),
+        }
     }
 
     pub fn header(&mut self) -> io::Result<()> {
         if let Format::Human(h) = &self.format {
-            writeln!(self.out, "{}", h.header())?;
+            let header = h.header();
+            self.sink.push_meta(&header)?;
+        }
+        self.flush()
+    }
+
+    pub fn write(&mut self, r: &Record) -> io::Result<()> {
+        let line = self.render(r);
+        self.sink.push(&line, matches!(r, Record::Syscall(_)))
+    }
+
+    /// Writes what is queued; once writing works again after a failure, a
+    /// `lost` record says how many records did not make it.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.sink.flush()?;
+        if let Some(d) = self.sink.dropped() {
+            let lost = Lost {
+                time: SystemTime::now(),
+                since: d.since,
+                reason: LossReason::OutputFailed,
+                count: d.records,
+                total: self.sink.reported_total() + d.records,
+                calls: Some(d.calls),
+                reread: None,
+            };
+            // Also the probe: while the output fails, this line is tried on
+            // every flush, and writing it is how recovery is noticed.
+            let line = self.render(&Record::Lost(lost));
+            self.sink.push_meta(&line)?;
+            self.sink.flush()?;
+            if !self.sink.failing() {
+                self.sink.reported(d);
+            }
         }
         Ok(())
     }
 
-    pub fn write(&mut self, r: &Record) -> io::Result<()> {
-        let line = match &self.format {
-            Format::Human(h) => h.line(r),
-            Format::Json { node } => json::line(r, node.as_deref()),
-        };
-        writeln!(self.out, "{line}")
+    /// SIGHUP: open `--output` again at its path.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.sink.reopen()
     }
 
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+    /// Records and syscall records the output could not take, so far.
+    pub fn lost(&self) -> (u64, u64) {
+        self.sink.lost_total()
     }
 }

@@ -651,6 +651,17 @@ impl Correlator {
         }
         self.rescan();
         let lost = (self.overflows > 0).then(|| {
+            // Events were dropped, in namespaces fanotify does not name:
+            // every table is read again, so the model is exact from here on.
+            let all: Vec<u32> = self.model.namespaces().map(|n| n.found.inode).collect();
+            // What the lost events said comes out as changes with no syscall.
+            let mut reread = 0;
+            for ns in all {
+                if let Ok(change) = self.model.refresh(ns) {
+                    reread += 1;
+                    out.extend(self.changes(ns, &change, None, Via::Diff));
+                }
+            }
             self.overflows_total += self.overflows;
             let l = Lost {
                 time: SystemTime::now(),
@@ -658,18 +669,13 @@ impl Correlator {
                 reason: LossReason::FanotifyOverflow,
                 count: self.overflows,
                 total: self.overflows_total,
+                calls: None,
+                reread: Some(reread),
             };
             self.overflows = 0;
             l
         });
         self.overflow_since = SystemTime::now();
-        if lost.is_some() {
-            // Events were dropped: the model re-reads everything.
-            let all: Vec<u32> = self.model.namespaces().map(|n| n.found.inode).collect();
-            for ns in all {
-                let _ = self.model.refresh(ns);
-            }
-        }
         (out, ended, lost)
     }
 

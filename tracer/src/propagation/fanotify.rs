@@ -92,8 +92,15 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
 
-/// Parses a read(2) of the group: metadata, then info records.
-fn parse(mut buf: &[u8], out: &mut Vec<Event>) {
+/// `struct fanotify_event_info_mnt`: a 4-byte header, then (after padding)
+/// the 64-bit mount id, so a record shorter than this cannot hold one.
+const MNT_INFO_MIN: usize = 4 + 8;
+
+/// Parses the raw bytes of one read(2) of a fanotify group: events of
+/// `fanotify_event_metadata`, each followed by its info records, appended to
+/// `out` in order. Public for the fuzz target (`tracer/fuzz`): the bytes come
+/// from the kernel, but a malformed buffer must only lose events, never panic.
+pub fn parse(mut buf: &[u8], out: &mut Vec<Event>) {
     while buf.len() >= METADATA_LEN {
         let Some(len) = u32_at(buf, 0).map(|l| l as usize) else {
             return;
@@ -105,22 +112,31 @@ fn parse(mut buf: &[u8], out: &mut Vec<Event>) {
         let ev = &buf[..len];
         buf = &buf[len..];
         let meta_len = u16_at(ev, 6).map_or(METADATA_LEN, usize::from);
+        // A shorter metadata_len would have us read the metadata itself as
+        // info records, a longer one past the event.
+        if !(METADATA_LEN..=len).contains(&meta_len) {
+            log::warn!("fanotify event with metadata_len {meta_len} of {len} skipped");
+            continue;
+        }
         let mask = u64_at(ev, 8).unwrap_or(0);
         let pid = u32_at(ev, 20).unwrap_or(0);
         if mask & FAN_Q_OVERFLOW != 0 {
             out.push(Event::Overflow);
             continue;
         }
-        let mut info = ev.get(meta_len..).unwrap_or(&[]);
+        let mut info = &ev[meta_len..];
         while info.len() >= 4 {
             let kind = info[0];
             let ilen = usize::from(u16_at(info, 2).unwrap_or(0));
             if ilen < 4 || ilen > info.len() {
                 break;
             }
-            // The mount id is the record's last 8 bytes, whatever the padding.
+            // The mount id is the record's last 8 bytes, whatever the padding;
+            // a record too short for one holds none (its last 8 bytes would
+            // be its own header or the bytes before it).
             if kind == FAN_EVENT_INFO_TYPE_MNT
-                && let Some(mnt_id) = u64_at(info, ilen.saturating_sub(8))
+                && ilen >= MNT_INFO_MIN
+                && let Some(mnt_id) = u64_at(info, ilen - 8)
             {
                 out.push(Event::Mount { mask, pid, mnt_id });
             }
@@ -154,6 +170,56 @@ mod tests {
                 mask: FAN_MNT_ATTACH | FAN_MNT_DETACH,
                 pid: 77,
                 mnt_id: 0x1_0000_002a
+            }]
+        );
+    }
+
+    /// metadata of an event of `len` bytes with the given metadata_len.
+    fn meta(len: u32, meta_len: u16) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&len.to_ne_bytes());
+        b.extend_from_slice(&[3, 0]);
+        b.extend_from_slice(&meta_len.to_ne_bytes());
+        b.extend_from_slice(&FAN_MNT_ATTACH.to_ne_bytes());
+        b.extend_from_slice(&(-1i32).to_ne_bytes());
+        b.extend_from_slice(&77u32.to_ne_bytes());
+        b
+    }
+
+    #[test]
+    fn short_mount_record_holds_no_id() {
+        // A 4-byte mount record: its "last 8 bytes" were taken from its own
+        // header and the metadata before it, inventing a mount id.
+        let mut b = meta(32, 24);
+        b.extend_from_slice(&[FAN_EVENT_INFO_TYPE_MNT, 0]);
+        b.extend_from_slice(&4u16.to_ne_bytes());
+        b.extend_from_slice(&[FAN_EVENT_INFO_TYPE_MNT, 0]);
+        b.extend_from_slice(&4u16.to_ne_bytes());
+        let mut out = Vec::new();
+        parse(&b, &mut out);
+        assert_eq!(out, []);
+    }
+
+    #[test]
+    fn metadata_len_outside_the_event_is_skipped() {
+        // metadata_len 0 would read the metadata as info records, one past
+        // the event would read the next event's bytes; the event after is kept.
+        let mut b = meta(24, 0);
+        b.extend_from_slice(&meta(24, 25));
+        let mut ok = meta(40, 24);
+        ok.extend_from_slice(&[FAN_EVENT_INFO_TYPE_MNT, 0]);
+        ok.extend_from_slice(&16u16.to_ne_bytes());
+        ok.extend_from_slice(&[0; 4]);
+        ok.extend_from_slice(&9u64.to_ne_bytes());
+        b.extend_from_slice(&ok);
+        let mut out = Vec::new();
+        parse(&b, &mut out);
+        assert_eq!(
+            out,
+            [Event::Mount {
+                mask: FAN_MNT_ATTACH,
+                pid: 77,
+                mnt_id: 9
             }]
         );
     }

@@ -15,6 +15,7 @@ pub fn run(
     view: &View,
     tables: crate::cli::Tables,
     runtime_roots: &[std::path::PathBuf],
+    show_secrets: bool,
 ) -> anyhow::Result<()> {
     let source = tables.source()?;
     let mut containers = Containers::new(runtime_roots);
@@ -24,7 +25,10 @@ pub fn run(
             .map(|n| (n.found.inode, n.found.pid))
             .collect()
     };
-    let model = Model::load(source, 0, |_| {});
+    let mut model = Model::load(source, 0, |_| {});
+    if !show_secrets {
+        model.mounts_mut().for_each(crate::decode::secrets::mount);
+    }
     if model.namespaces().next().is_none() {
         anyhow::bail!("no mount namespace could be read (is /proc mounted?)");
     }
