@@ -1,0 +1,291 @@
+//! Faults and hostile input: SIGHUP, SIGKILL (nothing stays loaded, attached
+//! or mounted), a closed pipe, strings from user memory that try to drive the
+//! terminal or break JSON, and secrets in mount data.
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use mnttrace_tests::{Drive, Tracer, mnttrace_bin, syscalls_of};
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+/// BPF programs and maps `pid` holds, from its fdinfo.
+fn bpf_objects(pid: u32) -> Vec<(&'static str, u32)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for l in text.lines() {
+            if let Some(id) = l.strip_prefix("prog_id:") {
+                out.push(("prog", id.trim().parse().expect("prog id")));
+            } else if let Some(id) = l.strip_prefix("map_id:") {
+                out.push(("map", id.trim().parse().expect("map id")));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether the kernel still has this BPF program or map.
+fn bpf_exists(kind: &str, id: u32) -> bool {
+    const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+    const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
+    let cmd = if kind == "prog" {
+        BPF_PROG_GET_FD_BY_ID
+    } else {
+        BPF_MAP_GET_FD_BY_ID
+    };
+    let mut attr = [0u32; 4];
+    attr[0] = id;
+    // SAFETY: a zeroed bpf_attr prefix with the id, its size passed.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), 16) };
+    if fd >= 0 {
+        // SAFETY: the fd was just returned to us.
+        unsafe { libc::close(fd as i32) };
+        return true;
+    }
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!(errno, Some(libc::ENOENT), "bpf(GET_FD_BY_ID {id})");
+    false
+}
+
+fn tracefs_mounts(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .expect("mountinfo")
+        .lines()
+        .filter(|l| l.contains(" - tracefs "))
+        .count()
+}
+
+#[test]
+fn sigkill_leaves_nothing_loaded_attached_or_mounted() {
+    let before = tracefs_mounts(std::process::id());
+    let tracer = Tracer::start(&["--json"]);
+    let objects = bpf_objects(tracer.pid());
+    assert!(
+        objects.iter().any(|(k, _)| *k == "prog") && objects.iter().any(|(k, _)| *k == "map"),
+        "mnttrace holds no BPF programs or maps: {objects:?}"
+    );
+    assert!(objects.iter().all(|(k, id)| bpf_exists(k, *id)));
+    // Its tracefs is in a namespace of its own, not the host's.
+    assert_eq!(tracefs_mounts(tracer.pid()), before + 1);
+    assert_eq!(tracefs_mounts(std::process::id()), before);
+
+    tracer.signal(Signal::SIGKILL);
+    let (status, _, _) = tracer.wait();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    // The kernel frees programs after an RCU grace period: give it time.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left: Vec<_> = objects
+            .iter()
+            .filter(|(k, id)| bpf_exists(k, *id))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still in the kernel after SIGKILL: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(tracefs_mounts(std::process::id()), before);
+    let pinned = std::fs::read_dir("/sys/fs/bpf")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().contains("mnttrace"))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(pinned, 0, "mnttrace pinned something");
+}
+
+#[test]
+fn sighup_without_output_ends_the_run() {
+    let tracer = Tracer::start(&[]);
+    tracer.signal(Signal::SIGHUP);
+    let (status, _, stderr) = tracer.wait();
+    assert!(status.success(), "SIGHUP: {status} {stderr:?}");
+    let last = stderr.last().expect("summary");
+    assert!(
+        last.starts_with("mnttrace: detached (SIGHUP);"),
+        "{stderr:?}"
+    );
+}
+
+#[test]
+fn closed_pipe_is_one_line() {
+    // The reader is gone before the first record; records keep coming.
+    let mut child = Command::new(mnttrace_bin())
+        .args(["--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    drop(stdout);
+    // Calls to write about, in a namespace of their own.
+    for _ in 0..20 {
+        let _ = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "true"])
+            .status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mnttrace did not notice the closed pipe"
+        );
+        let _ = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "true"])
+            .status();
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(status.success(), "{status}: {err}");
+    let last = err.lines().last().expect("a line");
+    assert!(
+        last.starts_with("mnttrace: detached (output closed);"),
+        "{err}"
+    );
+    assert!(!err.contains("panick") && !err.contains("error"), "{err}");
+}
+
+/// `\x1b[31mevil\x07` as a command name; a source with an OSC title escape
+/// and bytes that are not UTF-8; a target longer than mnttrace reads;
+/// mount data and an fsconfig value with a password.
+fn hostile_script(long: &str) -> Value {
+    json!([
+        {"op": "comm", "name_hex": "1b5b33316d6576696c07"},
+        {"op": "mount", "source_hex": "1b5d303b70776e65640761fffe62", "target": long,
+         "fstype": "tmpfs", "flags": 0, "data": "size=1m,password=hunter2,mode=755"},
+        {"op": "fsopen", "fs_name": "tmpfs", "flags": 0},
+        {"op": "fsconfig", "fd": "$2", "cmd": 1, "key": "password", "value": "hunter2"},
+        {"op": "close", "fd": "$2"},
+    ])
+}
+
+#[test]
+fn hostile_strings_and_secrets() {
+    let long = format!("/{}", "d".repeat(700));
+    let script = hostile_script(&long);
+    let mut drive = Drive::new(script);
+    let pid = drive.pid.to_string();
+    let json = Tracer::start(&["--json", "--pid", &pid]);
+    let human = Tracer::start(&["--pid", &pid, "--color", "always"]);
+    let shown = Tracer::start(&["--json", "--pid", &pid, "--show-secrets"]);
+    let results = drive.go(5);
+    assert_eq!(results[1]["errno"], "ENAMETOOLONG", "{results:?}");
+    assert_eq!(
+        results[3]["errno"], "EINVAL",
+        "tmpfs has no password option"
+    );
+    let wanted = |r: &[Value]| {
+        syscalls_of(r, drive.pid)
+            .iter()
+            .any(|s| s["call"] == "fsconfig")
+    };
+    json.wait_for(20, wanted);
+    shown.wait_for(20, wanted);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !human.stdout().iter().any(|l| l.contains("fsconfig")) {
+        assert!(Instant::now() < deadline, "human: {:?}", human.stdout());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pidn = drive.pid;
+    drive.finish();
+
+    // JSON: the exact strings, escaped by JSON, secrets redacted.
+    let recs = syscalls_of(&json.records(), pidn);
+    let mount = recs
+        .iter()
+        .find(|r| r["call"] == "mount")
+        .expect("mount record");
+    assert_eq!(mount["comm"], "\u{1b}[31mevil\u{7}");
+    assert_eq!(
+        mount["args"]["source"],
+        "\u{1b}]0;pwned\u{7}a\u{fffd}\u{fffd}b"
+    );
+    let target = mount["args"]["target"].as_str().expect("target");
+    assert!(
+        target.len() < long.len() && long.starts_with(target),
+        "{target}"
+    );
+    assert_eq!(mount["truncated"], json!(["target"]));
+    assert_eq!(
+        mount["args"]["data"],
+        "size=1m,password=<redacted>,mode=755"
+    );
+    assert_eq!(mount["redacted"], json!(["data"]));
+    let fsconfig = recs
+        .iter()
+        .find(|r| r["call"] == "fsconfig")
+        .expect("fsconfig");
+    assert_eq!(fsconfig["args"]["value"], "<redacted>");
+    assert_eq!(fsconfig["args"]["key"], "password");
+    let (_, raw, _) = json.stop();
+    for l in &raw {
+        assert!(
+            !l.bytes().any(|b| b < 0x20),
+            "raw control byte in JSON: {l:?}"
+        );
+        assert!(!l.contains("hunter2"), "secret in JSON: {l}");
+    }
+
+    // Human, even with colour on: mnttrace's own SGR codes only, every
+    // byte from the process escaped, and no secret.
+    let (_, lines, _) = human.stop();
+    let mine: Vec<&String> = lines.iter().filter(|l| l.contains(&pid)).collect();
+    assert!(mine.len() >= 3, "{lines:?}");
+    for l in &mine {
+        let stripped = l
+            .replace("\x1b[0m", "")
+            .replace("\x1b[1m", "")
+            .replace("\x1b[31m", "")
+            .replace("\x1b[2m", "")
+            .replace("\x1b[33m", "")
+            .replace("\x1b[36m", "");
+        assert!(
+            !stripped.bytes().any(|b| b < 0x20 || b == 0x7f),
+            "raw control byte reached the terminal: {l:?}"
+        );
+        assert!(!l.contains("hunter2"), "secret on the terminal: {l}");
+    }
+    let m = mine
+        .iter()
+        .find(|l| l.contains("mount("))
+        .expect("mount line");
+    assert!(m.contains(r"\u{1b}[31mevil\u{7}"), "{m}");
+    assert!(m.contains(r#"source="\u{1b}]0;pwned\u{7}a"#), "{m}");
+    assert!(
+        m.contains(r#"..., fstype="tmpfs""#),
+        "truncation not shown: {m}"
+    );
+    assert!(m.contains("password=<redacted>"), "{m}");
+
+    // --show-secrets: what the process passed.
+    let recs = syscalls_of(&shown.records(), pidn);
+    let mount = recs.iter().find(|r| r["call"] == "mount").expect("mount");
+    assert_eq!(mount["args"]["data"], "size=1m,password=hunter2,mode=755");
+    assert_eq!(mount["redacted"], json!([]));
+    let fsconfig = recs
+        .iter()
+        .find(|r| r["call"] == "fsconfig")
+        .expect("fsconfig");
+    assert_eq!(fsconfig["args"]["value"], "hunter2");
+}
