@@ -84,8 +84,11 @@ fn open(path: &Path) -> io::Result<File> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)?;
     // An existing file keeps its mode on open: records may carry paths and
-    // mount data a user should not read, so 0600 whatever it was.
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    // mount data a user should not read, so 0600 whatever it was. Only a
+    // regular file: --output /dev/null or a FIFO keeps its mode.
+    if file.metadata()?.file_type().is_file() {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
     Ok(file)
 }
 

@@ -729,7 +729,13 @@ fn watch(w: &Watcher, f: &Found) {
         None => Err(nix::errno::Errno::ESRCH),
     };
     if let Err(e) = r {
-        log::warn!("cannot watch mnt:[{}]: {e}", f.inode);
+        // A namespace whose last process left before it could be watched
+        // is an ordinary race (its end is reported), not a fault.
+        if e == nix::errno::Errno::ESRCH {
+            log::debug!("mnt:[{}] was gone before it could be watched", f.inode);
+        } else {
+            log::warn!("cannot watch mnt:[{}]: {e}", f.inode);
+        }
     }
 }
 
