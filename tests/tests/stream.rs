@@ -191,6 +191,30 @@ fn startup_failures_are_one_line() {
         (cmd(&["--pid", "0"]), 2, "--pid"),
         (cmd(&["--ring-size", "3M"]), 2, "power of two"),
         (cmd(&["--duration", "soon"]), 2, "--duration"),
+        (cmd(&["--duration", "0s"]), 2, "longer than zero"),
+        (
+            cmd(&["--pid", "4194305"]),
+            1,
+            "--pid 4194305: no such process",
+        ),
+        (cmd(&["--rotate-size", "1M"]), 2, "--output"),
+        (
+            cmd(&["--output", "/x", "--rotate-size", "1Q"]),
+            2,
+            "unknown unit",
+        ),
+        (cmd(&["--node-name", "a b"]), 2, "not a node name"),
+        (cmd(&["--json", "--comm"]), 2, "a value is required"),
+        (
+            cmd(&["--output", "/nonexistent-dir/trace.json"]),
+            1,
+            "--output /nonexistent-dir/trace.json: No such file or directory",
+        ),
+        (
+            cmd(&["--output", "/tmp"]),
+            1,
+            "--output /tmp: Is a directory",
+        ),
         (
             cmd(&["--btf", "/nonexistent-btf"]),
             1,
@@ -199,11 +223,11 @@ fn startup_failures_are_one_line() {
         (
             {
                 let mut c = Command::new("setpriv");
-                c.args(["--bounding-set", "-bpf", &mnttrace_bin()]);
+                c.args(["--bounding-set", "-sys_ptrace", &mnttrace_bin()]);
                 c
             },
             1,
-            "missing: CAP_BPF",
+            "missing CAP_SYS_PTRACE",
         ),
     ];
     for (mut c, code, text) in cases {

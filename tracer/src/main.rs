@@ -24,9 +24,15 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             // One line: clap's first, without its usage block.
             let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let first = lines.next().unwrap_or("invalid arguments");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("mnttrace: {first} (see mnttrace --help)");
+            // "…were not provided:" names what on its next line.
+            let what = match first.ends_with(':') {
+                true => format!("{first} {}", lines.next().unwrap_or_default()),
+                false => first.to_string(),
+            };
+            eprintln!("mnttrace: {what} (see mnttrace --help)");
             return std::process::ExitCode::from(2);
         }
     };
@@ -51,7 +57,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     if let Some(view) = &cli.view {
-        // Reading other namespaces' tables takes CAP_SYS_ADMIN, not BPF.
+        // The views read tables and /proc, and load nothing (privileges.rs).
         capture::privileges::check(capture::privileges::Need::read(&cli))?;
         views::run(view, cli.mount_tables, &cli.runtime_root, cli.show_secrets)?;
         return Ok(std::process::ExitCode::SUCCESS);
@@ -59,6 +65,13 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     // Before the runtime starts threads: tracefs may need a private mount
     // namespace, and unshare(2) only moves the calling thread.
     capture::privileges::check(capture::privileges::Need::trace(&cli))?;
+    // A pid that names no process is a typo, not a wish: pids are not
+    // predictable, so one that does not exist now is refused.
+    for pid in &cli.pid {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            anyhow::bail!("--pid {pid}: no such process");
+        }
+    }
     // Opened first, in the user's mount namespace, so a bad path is refused
     // before anything is loaded.
     let sink = match &cli.output {

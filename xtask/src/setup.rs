@@ -1,7 +1,8 @@
 //! Installs the toolchain pieces the kernel program needs, each only when
 //! missing, so a second run takes a second:
-//! nightly `rust-src`, Debian's LLVM 22 development packages, and bpf-linker
-//! built against that LLVM, checked to match the nightly's LLVM major.
+//! nightly `rust-src`, Debian's LLVM 22 development packages, bpf-linker
+//! built against that LLVM, checked to match the nightly's LLVM major, and
+//! cargo-fuzz.
 use std::process::Command;
 
 use anyhow::{Context as _, Result, bail};
@@ -31,6 +32,7 @@ pub fn all() -> Result<()> {
     apt(APT)?;
     apt(APT_TEST)?;
     bpf_linker()?;
+    cargo_fuzz()?;
     Ok(())
 }
 
@@ -122,6 +124,17 @@ fn bpf_linker() -> Result<()> {
         ])
         .arg(format!("llvm-{LLVM}"))
         .env("LLVM_PREFIX", format!("/usr/lib/llvm-{LLVM}")))
+}
+
+/// cargo-fuzz, for `cargo xtask fuzz` and the fuzz step of the tests. The
+/// targets build with the nightly that `rust_src` checks for; libFuzzer itself
+/// comes with the libfuzzer-sys crate.
+fn cargo_fuzz() -> Result<()> {
+    if output(Command::new("cargo").args(["fuzz", "--version"])).is_ok() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing cargo-fuzz (a minute or two, once)");
+    run(Command::new("cargo").args(["install", "--locked", "cargo-fuzz@0.13"]))
 }
 
 /// The LLVM bpf-linker is dynamically linked against, from its libraries.

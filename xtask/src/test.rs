@@ -75,6 +75,7 @@ fn suite() -> Result<()> {
     ]))?;
     // Unit tests of the agent and xtask.
     run(cargo().args(["test", "--package", "tracer", "--package", "xtask"]))?;
+    crate::fuzz::all()?;
     // Privileged tests: the real program in the real kernel.
     let bin = build_mnttrace(false)?;
     run(cargo()

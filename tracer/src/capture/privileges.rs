@@ -124,16 +124,15 @@ fn held(eff: u64, cap: Cap) -> bool {
     eff & (1 << cap.bit) != 0
 }
 
-/// The capabilities `s` takes, given the effective set `eff` (which decides
-/// only whether CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON).
-fn requirements(s: Situation, eff: u64) -> Vec<Requirement> {
+/// The capabilities `s` takes.
+fn requirements(s: Situation) -> Vec<Requirement> {
     let mut admin = Vec::new();
     if s.mount_tracefs {
         admin.push("to mount tracefs in a mount namespace of its own");
     }
     if s.statmount {
         admin.push(if s.live {
-            "to read and watch other mount namespaces (statmount(2), fanotify)"
+            "to read other mount namespaces with statmount(2) and watch them with fanotify"
         } else {
             "to read other mount namespaces with statmount(2)"
         });
@@ -146,7 +145,7 @@ fn requirements(s: Situation, eff: u64) -> Vec<Requirement> {
             alternative: None,
         });
     }
-    if s.live && admin.is_empty() && !held(eff, CAP_SYS_ADMIN) {
+    if s.live && admin.is_empty() {
         for (cap, why) in [
             (CAP_BPF, "to load the BPF programs"),
             (CAP_PERFMON, "to attach the BPF programs to tracepoints"),
@@ -178,7 +177,7 @@ pub struct MissingCaps {
 fn verdict(reqs: &[Requirement], eff: u64) -> Result<(), MissingCaps> {
     let missing: Vec<String> = reqs
         .iter()
-        .filter(|r| !held(eff, r.cap))
+        .filter(|r| !held(eff, r.cap) && !r.alternative.is_some_and(|a| held(eff, a)))
         .map(|r| format!("{} ({})", r.cap.name, r.why))
         .collect();
     if missing.is_empty() {
@@ -214,7 +213,7 @@ pub fn check(need: Need) -> Result<(), MissingCaps> {
         // Cannot tell; let the kernel answer.
         return Ok(());
     };
-    verdict(&requirements(Situation::of(need), eff), eff)
+    verdict(&requirements(Situation::of(need)), eff)
 }
 
 #[cfg(test)]
@@ -232,8 +231,7 @@ mod tests {
     };
 
     fn error(s: Situation, caps: &[Cap]) -> Option<String> {
-        let eff = set(caps);
-        verdict(&requirements(s, eff), eff)
+        verdict(&requirements(s), set(caps))
             .err()
             .map(|e| e.to_string())
     }
@@ -243,9 +241,15 @@ mod tests {
         assert_eq!(error(POD, &[CAP_SYS_ADMIN, CAP_SYS_PTRACE]), None);
         let e = error(POD, &[CAP_SYS_ADMIN, CAP_BPF, CAP_PERFMON]).expect("refused");
         assert!(e.starts_with("missing CAP_SYS_PTRACE ("), "{e}");
-        assert!(e.ends_with("; this run needs CAP_SYS_ADMIN, CAP_SYS_PTRACE"), "{e}");
+        assert!(
+            e.ends_with("; this run needs CAP_SYS_ADMIN, CAP_SYS_PTRACE"),
+            "{e}"
+        );
         let e = error(POD, &[CAP_BPF, CAP_PERFMON, CAP_SYS_PTRACE]).expect("refused");
-        assert!(e.starts_with("missing CAP_SYS_ADMIN (to mount tracefs"), "{e}");
+        assert!(
+            e.starts_with("missing CAP_SYS_ADMIN (to mount tracefs"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -262,6 +266,12 @@ mod tests {
             e,
             "missing CAP_PERFMON (to attach the BPF programs to tracepoints); this run needs \
              CAP_BPF, CAP_PERFMON (or CAP_SYS_ADMIN), CAP_SYS_PTRACE"
+        );
+        let e = error(s, &[CAP_SYS_ADMIN]).expect("refused");
+        assert!(e.starts_with("missing CAP_SYS_PTRACE ("), "{e}");
+        assert!(
+            e.ends_with("needs CAP_BPF, CAP_PERFMON (or CAP_SYS_ADMIN), CAP_SYS_PTRACE"),
+            "{e}"
         );
     }
 

@@ -114,6 +114,11 @@ pub struct Containers {
     /// Namespaces found in no container this tick: a call there costs no
     /// second lookup through another process.
     outside_ns: std::collections::HashSet<u32>,
+    /// Processes (not runtimes) found in no container this tick: a storm of
+    /// calls costs one cgroup read a second, not one each. A process moved
+    /// into a container's cgroup later is seen at the next tick; runtimes,
+    /// which do that to their own children, are never cached this way.
+    outside_proc: std::collections::HashSet<(u32, u32)>,
 }
 
 impl Containers {
@@ -130,6 +135,7 @@ impl Containers {
             retired: HashMap::new(),
             searched: Default::default(),
             outside_ns: Default::default(),
+            outside_proc: Default::default(),
             host_ns: std::fs::metadata("/proc/1/ns/mnt")
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m) as u32)
                 .unwrap_or(0),
@@ -170,10 +176,16 @@ impl Containers {
         mntns: u32,
         witness: Option<u32>,
     ) -> Option<Arc<Container>> {
+        let runtime = comm.starts_with("runc") || comm.starts_with("crun");
+        if !runtime && self.outside_proc.contains(&(pid, mntns)) {
+            return self.of_ns(mntns, witness);
+        }
         match self.lookup(pid, mntns) {
             Some(Some(c)) => Some(c),
             found => {
-                let runtime = comm.starts_with("runc") || comm.starts_with("crun");
+                if found.is_some() && !runtime && self.outside_proc.len() < MAX_PROCS {
+                    self.outside_proc.insert((pid, mntns));
+                }
                 if found.is_some()
                     && runtime
                     && let Some(c) = self.of_runtime_call(pid).map(Arc::new)
@@ -361,6 +373,7 @@ impl Containers {
     pub fn tick(&mut self) {
         self.searched.clear();
         self.outside_ns.clear();
+        self.outside_proc.clear();
         let pending: Vec<String> = self
             .by_cgroup
             .iter()

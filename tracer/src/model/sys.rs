@@ -368,6 +368,25 @@ mod tests {
     }
 
     #[test]
+    fn real_reply_decodes() {
+        // Dumped from statmount(2) on Linux 6.18 (a fuzz seed): a tmpfs from
+        // "src with\ttab" on "/tmp/fzm/with space", with no fs options.
+        let b = include_bytes!("../../fuzz/seeds/statmount/real-tmpfs-with-space.bin");
+        let st = parse_statmount(b).expect("decodes");
+        assert_eq!(
+            (
+                &*st.root,
+                &*st.mount_point,
+                &*st.fstype,
+                &*st.source,
+                &*st.options
+            ),
+            ("/", "/tmp/fzm/with space", "tmpfs", "src with\ttab", "")
+        );
+        assert_ne!(st.peer_group, 0, "mounted shared");
+    }
+
+    #[test]
     fn own_namespace_statmount_decodes() {
         // The real syscall, unprivileged: the caller's own namespace.
         let ids = match listmount(0) {

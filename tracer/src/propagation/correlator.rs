@@ -58,6 +58,10 @@ pub struct Correlator {
     mode: Mode,
     watcher: Option<Watcher>,
     pending: VecDeque<Pending>,
+    /// Entries of `pending` from listings: the only ones whose `lo` is out of
+    /// order (fanotify reads queue in time order), so while there are none a
+    /// call's search can stop at the first event queued after it.
+    listings: usize,
     read_started: u64,
     /// Only this process's syscalls reach us (kernel-side --pid); its events alone matter.
     kernel_tgid: u32,
@@ -89,6 +93,7 @@ impl Correlator {
             mode,
             watcher,
             pending: VecDeque::new(),
+            listings: 0,
             read_started: monotonic_ns(),
             kernel_tgid,
             graveyard: HashMap::new(),
@@ -219,6 +224,11 @@ impl Correlator {
             }
         }
         self.pending = keep;
+        self.listings = self
+            .pending
+            .iter()
+            .filter(|p| p.via == Via::Listing)
+            .count();
         if self.kernel_tgid == 0 || pid == self.kernel_tgid {
             self.ended.push(Ended {
                 container: None,
@@ -322,21 +332,40 @@ impl Correlator {
         let enter = s.ktime_ns.saturating_sub(s.latency_ns);
         let exit = s.ktime_ns;
         let kinds = kinds(s);
-        let mut mine = Vec::new();
-        let mut rest = VecDeque::new();
         // The process's events in the kernel's order: this call's are the
-        // first ones, up to one it cannot have caused.
+        // first ones, up to one it cannot have caused. Only indices are
+        // collected: when mnttrace falls behind the queue is long, and
+        // rebuilding it for every call made catching up quadratic.
+        let mut taken = Vec::new();
         let mut open = true;
-        for p in self.pending.drain(..) {
+        let sorted = self.listings == 0;
+        for (i, p) in self.pending.iter().enumerate() {
+            if sorted && p.lo > exit {
+                break;
+            }
             if p.pid != s.pid || p.hi < enter || p.lo > exit {
-                rest.push_back(p);
-            } else if open && kinds.contains(&p.mask) {
-                mine.push(p);
+                continue;
+            }
+            if open && kinds.contains(&p.mask) {
+                taken.push(i);
             } else {
                 open = false;
-                rest.push_back(p);
             }
         }
+        if taken.is_empty() {
+            return Vec::new();
+        }
+        // Removed back to front, so the indices still hold; cheap when they
+        // sit near either end of the queue, as a call's events do.
+        let mut mine: Vec<Pending> = taken
+            .iter()
+            .rev()
+            .filter_map(|&i| self.pending.remove(i))
+            .collect();
+        mine.reverse();
+        self.listings = self
+            .listings
+            .saturating_sub(mine.iter().filter(|p| p.via == Via::Listing).count());
         // More attaches than one mount makes: later calls' events were read
         // with this one's (mnttrace fell behind); the rules say how many are its.
         if let Some(n) = self.copies(s, &mine)
@@ -347,8 +376,11 @@ impl Correlator {
             // carries its new peer group (shared:N, or master:N in a slave),
             // and the kernel's lookup of it says so.
             let group = new_group(s, &mine[..n]);
+            let positions = taken.split_off(n);
             let mut kept = Vec::new();
-            for p in mine.split_off(n).into_iter().rev() {
+            let mut kept_at = Vec::new();
+            let mut back = Vec::new();
+            for (p, at) in mine.split_off(n).into_iter().zip(positions) {
                 let copy = group.is_some()
                     && p.mask == FAN_MNT_ATTACH
                     && p.now.as_ref().is_some_and(|(_, m)| {
@@ -356,13 +388,21 @@ impl Correlator {
                     });
                 if copy {
                     kept.push(p);
+                    kept_at.push(at);
                 } else {
-                    rest.push_front(p);
+                    back.push((at, p));
                 }
             }
-            mine.extend(kept.into_iter().rev());
+            mine.extend(kept);
+            // The rest go back where they were, in order (the queue's times
+            // stay sorted): each original index less the taken ones before it.
+            for (at, p) in back {
+                let gone = taken.iter().chain(&kept_at).filter(|&&t| t < at).count();
+                let at = (at - gone).min(self.pending.len());
+                self.listings += usize::from(p.via == Via::Listing);
+                self.pending.insert(at, p);
+            }
         }
-        self.pending = rest;
         let mut out: Vec<Propagated> = mine.iter().map(|p| self.record(p, Some(s))).collect();
         own_first(s, &mut out);
         self.derive(s, &mut out);
@@ -590,6 +630,7 @@ impl Correlator {
                 was,
                 via: Via::Listing,
             });
+            self.listings += 1;
         }
     }
 
@@ -649,6 +690,11 @@ impl Correlator {
                 out.push(self.record(&p, None));
             }
         }
+        self.listings = self
+            .pending
+            .iter()
+            .filter(|p| p.via == Via::Listing)
+            .count();
         self.rescan();
         let lost = (self.overflows > 0).then(|| {
             // Events were dropped, in namespaces fanotify does not name:
@@ -684,6 +730,7 @@ impl Correlator {
         self.ingest();
         let ended = std::mem::take(&mut self.ended);
         let pending: Vec<Pending> = self.pending.drain(..).collect();
+        self.listings = 0;
         let out = pending
             .iter()
             .filter(|p| self.kernel_tgid == 0 || p.pid == self.kernel_tgid)
