@@ -289,3 +289,43 @@ fn hostile_strings_and_secrets() {
         .expect("fsconfig");
     assert_eq!(fsconfig["args"]["value"], "hunter2");
 }
+
+#[test]
+fn sigint_is_heard_while_the_ring_never_empties() {
+    use std::io::Write as _;
+    let t = mnttrace_tests::tempdir();
+    let bin = std::env::current_exe().expect("test path");
+    let storm_bin = bin
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("stormgen");
+    let tracer = Tracer::start(&["--json", "--output", "/dev/null"]);
+    // A storm far longer than the test: mnttrace falls behind and stays behind.
+    let mut storm = Command::new(storm_bin)
+        .arg(t.path())
+        .arg("2000000")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("stormgen");
+    let mut go = storm.stdin.take().expect("stdin");
+    std::thread::sleep(Duration::from_millis(500));
+    go.write_all(b"go\n").expect("go");
+    std::thread::sleep(Duration::from_secs(3));
+    let asked = Instant::now();
+    tracer.signal(Signal::SIGINT);
+    let (status, _, stderr) = tracer.wait();
+    let took = asked.elapsed();
+    let _ = storm.kill();
+    let _ = storm.wait();
+    assert!(status.success(), "{status}: {stderr:?}");
+    assert!(
+        stderr
+            .last()
+            .is_some_and(|l| l.starts_with("mnttrace: detached (SIGINT);")),
+        "{stderr:?}"
+    );
+    // Generous for a loaded machine; without the batch limit it never came.
+    assert!(took < Duration::from_secs(20), "SIGINT took {took:?}");
+}

@@ -54,14 +54,11 @@ fn wait_until(secs: u64, what: &str, done: impl Fn() -> bool) {
     }
 }
 
-/// Runs a storm in a new driver; returns its pid.
-fn run(dir: &str, pairs: usize) -> u32 {
-    let mut d = Drive::new(storm(dir, pairs));
+/// Runs a driver's storm of `pairs` to its end.
+fn go(mut d: Drive, pairs: usize) {
     let results = d.go(2 * pairs);
     assert!(results.iter().all(|r| r["ret"] == 0), "the kernel refused");
-    let pid = d.pid;
     d.finish();
-    pid
 }
 
 #[test]
@@ -70,10 +67,12 @@ fn rotation_keeps_whole_lines_and_mode_0600() {
     let out = t.path().join("trace.json");
     let work = t.path().join("m");
     std::fs::create_dir(&work).expect("mkdir");
+    let drive = Drive::new(storm(work.to_str().expect("utf-8"), 400));
+    let pid = drive.pid;
     let tracer = Tracer::start(&[
         "--json",
-        "--comm",
-        "mntdrive",
+        "--pid",
+        &pid.to_string(),
         "--output",
         out.to_str().expect("utf-8 path"),
         "--rotate-size",
@@ -81,7 +80,7 @@ fn rotation_keeps_whole_lines_and_mode_0600() {
         "--rotate-keep",
         "3",
     ]);
-    let pid = run(work.to_str().expect("utf-8"), 400);
+    go(drive, 400);
     let (status, stdout, stderr) = tracer.stop();
     assert!(status.success(), "{stderr:?}");
     assert!(stdout.is_empty(), "--output, yet stdout got {stdout:?}");
@@ -129,15 +128,19 @@ fn sighup_reopens_the_output() {
     // A file left world-readable by someone else becomes 0600.
     std::fs::write(&out, "").expect("create");
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (d1, d2) = (Drive::new(storm(w, 5)), Drive::new(storm(w, 5)));
+    let (first, second) = (d1.pid, d2.pid);
     let tracer = Tracer::start(&[
         "--json",
-        "--comm",
-        "mntdrive",
+        "--pid",
+        &first.to_string(),
+        "--pid",
+        &second.to_string(),
         "--output",
         out.to_str().expect("utf-8"),
     ]);
     assert_eq!(mode(&out), 0o600);
-    let first = run(w, 5);
+    go(d1, 5);
     wait_until(20, "the first calls in the file", || {
         umounts(&records(&out), first) == 5
     });
@@ -145,7 +148,7 @@ fn sighup_reopens_the_output() {
     std::fs::rename(&out, &moved).expect("rename");
     tracer.signal(Signal::SIGHUP);
     wait_until(20, "a new file", || out.exists());
-    let second = run(w, 5);
+    go(d2, 5);
     let (status, _, stderr) = tracer.stop();
     assert!(status.success(), "{stderr:?}");
     assert_eq!(umounts(&records(&moved), first), 5);
@@ -164,7 +167,7 @@ fn full_disk_drops_whole_records_counted() {
     std::fs::create_dir(&work).expect("mkdir");
     let d = disk.display().to_string();
     // The driver first, so that mnttrace filters on its pid alone.
-    let mut drive = Drive::new(storm(work.to_str().expect("utf-8"), PAIRS));
+    let drive = Drive::new(storm(work.to_str().expect("utf-8"), PAIRS));
     let pid = drive.pid;
     // A 128K tmpfs, mostly filled, in a namespace of the test's own; a
     // `sleep` keeps that namespace (and the file) readable after mnttrace.
@@ -186,9 +189,7 @@ fn full_disk_drops_whole_records_counted() {
     let _kill_holder = KillOnDrop(holder);
     let inside = |name: &str| PathBuf::from(format!("/proc/{holder}/root{d}/{name}"));
 
-    let results = drive.go(2 * PAIRS);
-    assert!(results.iter().all(|r| r["ret"] == 0), "the kernel refused");
-    drive.finish();
+    go(drive, PAIRS);
     wait_until(30, "the full-disk line", || {
         tracer
             .stderr()

@@ -33,6 +33,10 @@ use crate::{
 /// How often the kernel's drop counters are read and losses reported.
 const LOSS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Events handled before the loop looks at signals and the clock again: on a
+/// host that never stops mounting, the ring never empties.
+const DRAIN_BATCH: usize = 4096;
+
 pub struct Summary {
     /// Syscall records written.
     pub reported: u64,
@@ -120,6 +124,7 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
     let clock = Clock::new();
     let mut st = State {
         show_secrets: cli.show_secrets,
+        more: false,
         filter,
         clock,
         next_id: 1,
@@ -142,11 +147,20 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
     }
 
     let stop = loop {
+        if st.more {
+            // The ring is never empty while a host mounts faster than we
+            // follow: yield, so the runtime polls its drivers (signals,
+            // timers) before the ring is read again.
+            tokio::task::yield_now().await;
+        }
         let step = tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("ring buffer")?;
-                let r = st.drain(guard.get_inner_mut(), &mut out);
-                guard.clear_ready();
+                let r = st.drain(guard.get_inner_mut(), &mut out, DRAIN_BATCH);
+                // Left ready when the batch ended first: the loop comes back.
+                if !st.more {
+                    guard.clear_ready();
+                }
                 r
             }
             guard = readable_opt(&mut mount_events) => {
@@ -156,7 +170,7 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
                 Ok(None)
             }
             _ = ticker.tick() => st
-                .drain(ring.get_mut(), &mut out)
+                .drain(ring.get_mut(), &mut out, DRAIN_BATCH)
                 .and_then(|stop| match stop {
                     Some(stop) => Ok(Some(stop)),
                     None => st.tick(&drops, &mut out).map(|_| None),
@@ -180,12 +194,15 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
         }
     };
 
-    // Detach first, so what is still in the ring is all there will be.
+    // Detach first, so what is still in the ring is all there will be; the
+    // mount events queued by now are all those calls can have caused.
     drop(ebpf);
+    drop(mount_events);
+    st.corr.stop_watching();
     let mut closed_output = matches!(stop, Stop::ClosedOutput);
     if !closed_output {
         let tail = st
-            .drain(ring.get_mut(), &mut out)
+            .drain(ring.get_mut(), &mut out, usize::MAX)
             .and_then(|_| st.losses.report(&drops, &mut out))
             .and_then(|_| st.finish(&mut out));
         match tail {
@@ -288,6 +305,8 @@ fn correlator(cli: &Cli, tracefs: &Tracefs, kernel_tgid: u32) -> anyhow::Result<
 
 struct State {
     show_secrets: bool,
+    /// The last drain stopped at its limit with events left in the ring.
+    more: bool,
     corr: Correlator,
     containers: Containers,
     filter: Filter,
@@ -300,13 +319,23 @@ struct State {
 
 impl State {
     /// Writes every event waiting in the ring; `Some(Done)` once --count is reached.
+    /// At most `limit` of them; `self.more` tells whether it stopped there.
     fn drain(
         &mut self,
         ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
         out: &mut Output,
+        limit: usize,
     ) -> io::Result<Option<Stop>> {
         let mut stop = None;
-        while let Some(item) = ring.next() {
+        let mut n = 0;
+        self.more = false;
+        loop {
+            if n == limit {
+                self.more = true;
+                break;
+            }
+            let Some(item) = ring.next() else { break };
+            n += 1;
             let Some(raw) = capture::parse_event(&item) else {
                 log::warn!("short ring-buffer record of {} bytes skipped", item.len());
                 continue;
@@ -387,8 +416,8 @@ impl State {
         self.losses.report(drops, out)?;
         self.containers.tick();
         let (orphans, ended, lost) = self.corr.tick();
-        if let Some(lost) = lost {
-            out.write(&Record::Lost(lost))?;
+        for l in lost {
+            out.write(&Record::Lost(l))?;
         }
         self.unexplained(orphans, ended, out)
     }

@@ -92,6 +92,9 @@ pub enum LossReason {
     FanotifyOverflow,
     /// Writing the output failed (disk full, quota, I/O error): records dropped.
     OutputFailed,
+    /// mnttrace fell so far behind that mount events waiting for their
+    /// syscall were dropped.
+    Backlog,
 }
 
 impl LossReason {
@@ -101,6 +104,7 @@ impl LossReason {
             LossReason::EnterMapFull => "enter_map_full",
             LossReason::FanotifyOverflow => "fanotify_overflow",
             LossReason::OutputFailed => "output_failed",
+            LossReason::Backlog => "backlog",
         }
     }
     pub fn describe(self) -> &'static str {
@@ -109,6 +113,7 @@ impl LossReason {
             LossReason::EnterMapFull => "per-thread enter map full",
             LossReason::FanotifyOverflow => "fanotify mount-event queue overflowed",
             LossReason::OutputFailed => "the output could not be written",
+            LossReason::Backlog => "mount events waiting for their syscall",
         }
     }
 }

@@ -1,9 +1,14 @@
 //! NDJSON: one object per line, schema `mnttrace/v1` (docs/json.md,
 //! docs/mnttrace-v1.schema.json).
-use serde_json::{Map, Value as J, json};
+//!
+//! Records are serialized straight from borrowed views of them: building a
+//! `serde_json::Value` per record (a map, a String per key) was a third of
+//! mnttrace's CPU in a mount storm.
+use serde::{Serialize, Serializer, ser::SerializeMap as _};
 
+use crate::container::Container;
 use crate::decode::text::lossy;
-use crate::record::{Lost, Propagated, Record, Syscall, Value};
+use crate::record::{Arg, Ended, Lost, Propagated, Record, Syscall, Value};
 
 pub const SCHEMA: &str = "mnttrace/v1";
 
@@ -11,130 +16,249 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     humantime::format_rfc3339_micros(t).to_string()
 }
 
-fn value(v: &Value) -> J {
-    match v {
-        Value::Str { bytes, .. } => J::String(lossy(bytes)),
-        Value::Int(i) => json!(i),
-        Value::UInt(u) => json!(u),
-        Value::Flags { raw, names } => json!({ "raw": raw, "names": names }),
-        Value::Enum { raw, name } => json!({ "raw": raw, "name": name }),
-        Value::Null => J::Null,
+struct ArgValue<'a>(&'a Value);
+
+impl Serialize for ArgValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Flags<'a> {
+            raw: u64,
+            names: &'a [String],
+        }
+        #[derive(Serialize)]
+        struct Enum<'a> {
+            raw: u64,
+            name: &'a str,
+        }
+        match self.0 {
+            Value::Str { bytes, .. } => s.serialize_str(&lossy(bytes)),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::UInt(u) => s.serialize_u64(*u),
+            Value::Flags { raw, names } => Flags { raw: *raw, names }.serialize(s),
+            Value::Enum { raw, name } => Enum { raw: *raw, name }.serialize(s),
+            Value::Null => s.serialize_unit(),
+        }
     }
 }
 
-pub fn syscall(s: &Syscall) -> J {
-    let mut args = Map::new();
-    let mut truncated = Vec::new();
-    let mut unreadable = Vec::new();
-    for a in &s.args {
-        if let Value::Str {
-            truncated: t,
-            unreadable: u,
-            ..
-        } = &a.value
-        {
-            if *t {
-                truncated.push(a.name);
-            }
-            if *u {
-                unreadable.push(a.name);
-            }
+struct Args<'a>(&'a [Arg]);
+
+impl Serialize for Args<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for a in self.0 {
+            m.serialize_entry(a.name, &ArgValue(&a.value))?;
         }
-        args.insert(a.name.to_string(), value(&a.value));
+        m.end()
     }
-    json!({
-        "schema": SCHEMA,
-        "kind": "syscall",
-        "id": s.id,
-        "time": rfc3339(s.time),
-        "ktime_ns": s.ktime_ns,
-        "latency_ns": s.latency_ns,
-        "pid": s.pid,
-        "tid": s.tid,
-        "ppid": s.ppid,
-        "uid": s.uid,
-        "gid": s.gid,
-        "comm": s.comm,
-        "cgroup_id": s.cgroup_id,
-        "call": s.call.name(),
-        "ret": s.ret,
-        "errno": s.errno(),
-        "mntns_before": s.mntns_before,
-        "mntns_after": s.mntns_after,
-        "args": args,
-        "truncated": truncated,
-        "unreadable": unreadable,
-        "redacted": s.redacted,
-        "container": container(s.container.as_deref()),
-    })
 }
 
-pub fn lost(l: &Lost) -> J {
-    let mut v = json!({
-        "schema": SCHEMA,
-        "kind": "lost",
-        "time": rfc3339(l.time),
-        "since": rfc3339(l.since),
-        "reason": l.reason.name(),
-        "count": l.count,
-        "total": l.total,
-    });
-    if let J::Object(o) = &mut v {
-        if let Some(c) = l.calls {
-            o.insert("calls".into(), json!(c));
-        }
-        if let Some(n) = l.reread {
-            o.insert("reread_namespaces".into(), json!(n));
+/// A container as JSON (`null` for none).
+struct ContainerJson<'a>(Option<&'a Container>);
+
+impl Serialize for ContainerJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            None => s.serialize_unit(),
+            Some(c) => c.json().serialize(s),
         }
     }
-    v
 }
 
-pub fn line(r: &Record, node: Option<&str>) -> String {
-    let mut v = match r {
-        Record::Syscall(s) => syscall(s),
-        Record::Lost(l) => lost(l),
-        Record::Propagated(p) => propagated(p),
-        Record::Ended(e) => json!({
-            "schema": SCHEMA,
-            "kind": "namespace_ended",
-            "time": rfc3339(e.time),
-            "mntns": e.mntns,
-            "pid": e.pid,
-            "mounts": e.mounts,
-            "container": container(e.container.as_deref()),
-        }),
+#[derive(Serialize)]
+struct SyscallJson<'a> {
+    schema: &'static str,
+    kind: &'static str,
+    id: u64,
+    time: String,
+    ktime_ns: u64,
+    latency_ns: u64,
+    pid: u32,
+    tid: u32,
+    ppid: u32,
+    uid: u32,
+    gid: u32,
+    comm: &'a str,
+    cgroup_id: u64,
+    call: &'static str,
+    ret: i64,
+    errno: Option<String>,
+    mntns_before: u32,
+    mntns_after: u32,
+    args: Args<'a>,
+    truncated: Vec<&'static str>,
+    unreadable: Vec<&'static str>,
+    redacted: &'a [&'static str],
+    container: ContainerJson<'a>,
+    node: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct PropagatedJson<'a> {
+    schema: &'static str,
+    kind: &'static str,
+    time: String,
+    cause: Option<u64>,
+    cause_pid: Option<u32>,
+    mntns: u32,
+    mnt_id: u64,
+    path: Option<&'a str>,
+    from_path: Option<&'a str>,
+    action: &'static str,
+    relation: Option<&'static str>,
+    shared: Option<u64>,
+    master: Option<u64>,
+    unbindable: bool,
+    fstype: &'a str,
+    source: &'a str,
+    evidence: &'static str,
+    via: &'static str,
+    container: ContainerJson<'a>,
+    node: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct EndedJson<'a> {
+    schema: &'static str,
+    kind: &'static str,
+    time: String,
+    mntns: u32,
+    pid: Option<u32>,
+    mounts: usize,
+    container: ContainerJson<'a>,
+    node: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct LostJson<'a> {
+    schema: &'static str,
+    kind: &'static str,
+    time: String,
+    since: String,
+    reason: &'static str,
+    count: u64,
+    total: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calls: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reread_namespaces: Option<usize>,
+    node: Option<&'a str>,
+}
+
+fn syscall<'a>(s: &'a Syscall, node: Option<&'a str>) -> SyscallJson<'a> {
+    let flagged = |pick: fn(&Value) -> bool| -> Vec<&'static str> {
+        s.args
+            .iter()
+            .filter(|a| pick(&a.value))
+            .map(|a| a.name)
+            .collect()
     };
-    if let J::Object(o) = &mut v {
-        o.insert("node".into(), node.map_or(J::Null, |n| J::String(n.into())));
+    SyscallJson {
+        schema: SCHEMA,
+        kind: "syscall",
+        id: s.id,
+        time: rfc3339(s.time),
+        ktime_ns: s.ktime_ns,
+        latency_ns: s.latency_ns,
+        pid: s.pid,
+        tid: s.tid,
+        ppid: s.ppid,
+        uid: s.uid,
+        gid: s.gid,
+        comm: &s.comm,
+        cgroup_id: s.cgroup_id,
+        call: s.call.name(),
+        ret: s.ret,
+        errno: s.errno(),
+        mntns_before: s.mntns_before,
+        mntns_after: s.mntns_after,
+        args: Args(&s.args),
+        truncated: flagged(|v| {
+            matches!(
+                v,
+                Value::Str {
+                    truncated: true,
+                    ..
+                }
+            )
+        }),
+        unreadable: flagged(|v| {
+            matches!(
+                v,
+                Value::Str {
+                    unreadable: true,
+                    ..
+                }
+            )
+        }),
+        redacted: &s.redacted,
+        container: ContainerJson(s.container.as_deref()),
+        node,
     }
-    v.to_string()
 }
 
-pub fn propagated(p: &Propagated) -> J {
-    json!({
-        "schema": SCHEMA,
-        "kind": "propagation",
-        "time": rfc3339(p.time),
-        "cause": p.cause,
-        "cause_pid": p.cause_pid,
-        "mntns": p.mntns,
-        "mnt_id": p.mnt_id,
-        "path": p.path,
-        "from_path": p.from_path,
-        "action": p.action.name(),
-        "relation": p.relation.map(|r| r.name()),
-        "shared": p.propagation.shared,
-        "master": p.propagation.master,
-        "unbindable": p.propagation.unbindable,
-        "fstype": p.fstype,
-        "source": p.source,
-        "evidence": p.evidence.name(),
-        "via": p.via.name(),
-        "container": container(p.container.as_deref()),
-    })
+fn propagated<'a>(p: &'a Propagated, node: Option<&'a str>) -> PropagatedJson<'a> {
+    PropagatedJson {
+        schema: SCHEMA,
+        kind: "propagation",
+        time: rfc3339(p.time),
+        cause: p.cause,
+        cause_pid: p.cause_pid,
+        mntns: p.mntns,
+        mnt_id: p.mnt_id,
+        path: p.path.as_deref(),
+        from_path: p.from_path.as_deref(),
+        action: p.action.name(),
+        relation: p.relation.map(|r| r.name()),
+        shared: p.propagation.shared,
+        master: p.propagation.master,
+        unbindable: p.propagation.unbindable,
+        fstype: &p.fstype,
+        source: &p.source,
+        evidence: p.evidence.name(),
+        via: p.via.name(),
+        container: ContainerJson(p.container.as_deref()),
+        node,
+    }
 }
 
-fn container(c: Option<&crate::container::Container>) -> J {
-    c.map_or(J::Null, |c| c.json())
+fn ended<'a>(e: &'a Ended, node: Option<&'a str>) -> EndedJson<'a> {
+    EndedJson {
+        schema: SCHEMA,
+        kind: "namespace_ended",
+        time: rfc3339(e.time),
+        mntns: e.mntns,
+        pid: e.pid,
+        mounts: e.mounts,
+        container: ContainerJson(e.container.as_deref()),
+        node,
+    }
+}
+
+fn lost<'a>(l: &Lost, node: Option<&'a str>) -> LostJson<'a> {
+    LostJson {
+        schema: SCHEMA,
+        kind: "lost",
+        time: rfc3339(l.time),
+        since: rfc3339(l.since),
+        reason: l.reason.name(),
+        count: l.count,
+        total: l.total,
+        calls: l.calls,
+        reread_namespaces: l.reread,
+        node,
+    }
+}
+
+/// One record as one line of JSON (without the newline).
+pub fn line(r: &Record, node: Option<&str>) -> String {
+    let out = match r {
+        Record::Syscall(s) => serde_json::to_string(&syscall(s, node)),
+        Record::Propagated(p) => serde_json::to_string(&propagated(p, node)),
+        Record::Ended(e) => serde_json::to_string(&ended(e, node)),
+        Record::Lost(l) => serde_json::to_string(&lost(l, node)),
+    };
+    // Strings, numbers and string-keyed maps into a String: serde_json
+    // fails only on non-string map keys or a failing writer, neither here.
+    out.expect("a record serializes")
 }

@@ -31,6 +31,10 @@ use crate::{
 const ORPHAN_AFTER: Duration = Duration::from_secs(1);
 /// Recently detached mounts kept for late lookups.
 const GRAVEYARD: usize = 4096;
+/// Mount events waiting for their syscall. When mnttrace falls this far
+/// behind, the oldest are dropped (counted, reported as `backlog`), so memory
+/// stays bounded on a host that mounts faster than it can follow.
+const MAX_PENDING: usize = 32_768;
 
 pub fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -70,6 +74,10 @@ pub struct Correlator {
     /// Namespaces torn down since the last tick.
     ended: Vec<Ended>,
     overflows: u64,
+    /// Events dropped from a full `pending` since the last tick, and in all.
+    backlog: u64,
+    backlog_total: u64,
+    backlog_since: SystemTime,
     overflows_total: u64,
     overflow_since: SystemTime,
 }
@@ -100,14 +108,25 @@ impl Correlator {
             grave_order: VecDeque::new(),
             ended: Vec::new(),
             overflows: 0,
+            backlog: 0,
+            backlog_total: 0,
+            backlog_since: SystemTime::now(),
             overflows_total: 0,
             overflow_since: SystemTime::now(),
         }
     }
 
-    /// fanotify queue overflows so far (each lost an unknown number of events).
+    /// fanotify queue overflows so far (each lost an unknown number of
+    /// events), and mount events dropped from a full backlog.
     pub fn overflows(&self) -> u64 {
-        self.overflows_total + self.overflows
+        self.overflows_total + self.overflows + self.backlog_total + self.backlog
+    }
+
+    /// No more mount events: the programs are detached, and events read
+    /// from now on would belong to syscalls mnttrace will never see.
+    pub fn stop_watching(&mut self) {
+        self.ingest();
+        self.watcher = None;
     }
 
     pub fn watcher(&self) -> Option<&Watcher> {
@@ -186,6 +205,12 @@ impl Correlator {
                 was,
                 via: Via::Fanotify,
             });
+        }
+        while self.pending.len() > MAX_PENDING {
+            if let Some(p) = self.pending.pop_front() {
+                self.backlog += 1;
+                self.listings -= usize::from(p.via == Via::Listing).min(self.listings);
+            }
         }
         for (ns, pid) in emptied {
             self.teardown(ns, pid, batch);
@@ -678,7 +703,7 @@ impl Correlator {
     /// Periodic work, right after the ring buffer was drained: mount events
     /// no syscall claimed, dead and newly found namespaces, fanotify queue
     /// overflows.
-    pub fn tick(&mut self) -> (Vec<Propagated>, Vec<Ended>, Option<Lost>) {
+    pub fn tick(&mut self) -> (Vec<Propagated>, Vec<Ended>, Vec<Lost>) {
         self.ingest();
         let mut out = Vec::new();
         let ended = std::mem::take(&mut self.ended);
@@ -722,6 +747,20 @@ impl Correlator {
             l
         });
         self.overflow_since = SystemTime::now();
+        let mut lost: Vec<Lost> = lost.into_iter().collect();
+        if self.backlog > 0 {
+            self.backlog_total += self.backlog;
+            lost.push(Lost {
+                time: SystemTime::now(),
+                since: self.backlog_since,
+                reason: LossReason::Backlog,
+                count: std::mem::take(&mut self.backlog),
+                total: self.backlog_total,
+                calls: None,
+                reread: None,
+            });
+        }
+        self.backlog_since = SystemTime::now();
         (out, ended, lost)
     }
 
