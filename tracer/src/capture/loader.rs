@@ -71,6 +71,10 @@ pub struct Loaded {
 pub fn load(opts: &LoadOptions, tracefs: &Tracefs) -> Result<Loaded, LoadError> {
     bump_memlock();
     let mut ebpf = EbpfLoader::new()
+        // Offsets come from BTF at load time (`offsets.rs`), not CO-RE: aya
+        // need not parse the kernel's 5 MB of BTF (a third of start-up and
+        // of peak memory).
+        .btf(None)
         .override_global("OFFSETS", &opts.offsets, true)
         .override_global("FILTER_TGID", &opts.filter_tgid, true)
         .map_max_entries("EVENTS", opts.ring_size)

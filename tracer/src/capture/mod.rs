@@ -1,5 +1,6 @@
 //! Kernel → userspace: BTF offsets, tracefs, loading and attaching the
 //! program, and reading its ring buffer and drop counters.
+pub mod btf;
 pub mod loader;
 pub mod offsets;
 pub mod privileges;

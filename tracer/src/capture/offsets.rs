@@ -7,7 +7,7 @@
 //! error naming it, never a silent 0.
 use std::path::Path;
 
-use btf_rs::{Btf, Type};
+use super::btf::{Btf, Type};
 use tracer_ebpf::Offsets;
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
@@ -36,7 +36,11 @@ pub fn from_file(path: &Path) -> Result<Offsets, OffsetsError> {
             reason: e.kind().to_string(),
         });
     }
-    let btf = Btf::from_file(path).map_err(|e| OffsetsError::BadBtf {
+    let bytes = std::fs::read(path).map_err(|e| OffsetsError::NoBtf {
+        path: shown.clone(),
+        reason: e.kind().to_string(),
+    })?;
+    let btf = Btf::parse(bytes).map_err(|e| OffsetsError::BadBtf {
         path: shown,
         reason: e.to_string(),
     })?;
@@ -89,51 +93,31 @@ impl Resolver {
 
     fn named_struct(&self, name: &str) -> Result<Type, OffsetsError> {
         self.btf
-            .resolve_types_by_name(name)
-            .ok()
-            .and_then(|types| {
-                types
-                    .into_iter()
-                    .find(|t| matches!(t, Type::Struct(s) if !s.members.is_empty()))
-            })
+            .struct_named(name)
             .ok_or_else(|| OffsetsError::NoStruct(name.to_string()))
     }
 
     /// Finds `name` among the members of a struct/union, looking through
-    /// anonymous members; returns its bit offset and its type.
-    fn find_member(&self, ty: &Type, name: &str) -> Option<(u32, Type)> {
-        let (Type::Struct(s) | Type::Union(s)) = ty else {
-            return None;
-        };
-        for m in &s.members {
-            let mname = self.btf.resolve_name(m).unwrap_or_default();
-            let mty = self.btf.resolve_chained_type(m).ok()?;
-            if mname == name {
-                return Some((m.bit_offset(), mty));
+    /// anonymous members; returns its bit offset and its type id.
+    fn find_member(&self, ty: &Type, name: &str) -> Option<(u32, u32)> {
+        for m in self.btf.members(*ty) {
+            let mname = self.btf.name(m.name_off);
+            if mname == name.as_bytes() {
+                return Some((m.bit_offset, m.type_id));
             }
             if mname.is_empty()
-                && let Some(inner) = self.strip(mty)
+                && let Some(inner) = self.btf.strip(m.type_id)
                 && let Some((off, t)) = self.find_member(&inner, name)
             {
-                return Some((m.bit_offset() + off, t));
+                return Some((m.bit_offset + off, t));
             }
         }
         None
     }
 
     /// Follows typedefs and qualifiers to the struct/union underneath.
-    fn strip(&self, mut ty: Type) -> Option<Type> {
-        for _ in 0..16 {
-            match ty {
-                Type::Struct(_) | Type::Union(_) => return Some(ty),
-                Type::Typedef(ref t) => ty = self.btf.resolve_chained_type(t).ok()?,
-                Type::Const(ref t) => ty = self.btf.resolve_chained_type(t).ok()?,
-                Type::Volatile(ref t) => ty = self.btf.resolve_chained_type(t).ok()?,
-                Type::TypeTag(ref t) => ty = self.btf.resolve_chained_type(t).ok()?,
-                _ => return None,
-            }
-        }
-        None
+    fn strip(&self, id: u32) -> Option<Type> {
+        self.btf.strip(id)
     }
 }
 
@@ -159,7 +143,7 @@ mod tests {
     #[test]
     fn missing_member_is_named() {
         let r = Resolver {
-            btf: Btf::from_file(VMLINUX_BTF).expect("btf"),
+            btf: Btf::parse(std::fs::read(VMLINUX_BTF).expect("btf")).expect("btf"),
         };
         let err = r.offset("task_struct", "no_such_member").unwrap_err();
         assert_eq!(
@@ -170,5 +154,46 @@ mod tests {
             r.offset("no_such_struct_xyz", "a"),
             Err(OffsetsError::NoStruct(_))
         ));
+    }
+
+    /// The lean reader agrees with btf-rs, a full parser, on every offset.
+    #[test]
+    fn agrees_with_btf_rs() {
+        use btf_rs::Type as T;
+        let full = btf_rs::Btf::from_file(VMLINUX_BTF).expect("btf-rs");
+        let offset = |strukt: &str, member: &str| -> u32 {
+            let types = full.resolve_types_by_name(strukt).expect("struct");
+            let s = types
+                .into_iter()
+                .find_map(|t| match t {
+                    T::Struct(s) if !s.members.is_empty() => Some(s),
+                    _ => None,
+                })
+                .expect("a struct with members");
+            let m = s
+                .members
+                .iter()
+                .find(|m| full.resolve_name(*m).is_ok_and(|n| n == member))
+                .expect("member");
+            m.bit_offset() / 8
+        };
+        let o = from_file(Path::new(VMLINUX_BTF)).expect("offsets");
+        assert_eq!(o.task_nsproxy, offset("task_struct", "nsproxy"));
+        assert_eq!(o.task_real_parent, offset("task_struct", "real_parent"));
+        assert_eq!(o.task_tgid, offset("task_struct", "tgid"));
+        assert_eq!(o.task_pid, offset("task_struct", "pid"));
+        assert_eq!(o.task_files, offset("task_struct", "files"));
+        assert_eq!(o.nsproxy_mnt_ns, offset("nsproxy", "mnt_ns"));
+        assert_eq!(
+            o.mnt_ns_inum,
+            offset("mnt_namespace", "ns") + offset("ns_common", "inum")
+        );
+        assert_eq!(o.files_fdt, offset("files_struct", "fdt"));
+        assert_eq!(o.fdt_max_fds, offset("fdtable", "max_fds"));
+        assert_eq!(o.fdt_fd, offset("fdtable", "fd"));
+        assert_eq!(o.file_inode, offset("file", "f_inode"));
+        assert_eq!(o.inode_ino, offset("inode", "i_ino"));
+        assert_eq!(o.inode_sb, offset("inode", "i_sb"));
+        assert_eq!(o.sb_magic, offset("super_block", "s_magic"));
     }
 }
