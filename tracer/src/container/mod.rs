@@ -28,6 +28,9 @@ const MAX_PROCS: usize = 1 << 16;
 const MAX_CGROUPS: usize = 1 << 14;
 /// How long a container whose runtime has not written its state yet is looked up again.
 const SETTLE: Duration = Duration::from_secs(30);
+/// How long a namespace must have been in no container to be taken as
+/// staying so.
+const OUTSIDE_SETTLE: Duration = Duration::from_secs(10);
 
 /// One container, as far as it can be known.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -111,9 +114,11 @@ pub struct Containers {
     host_ns: u32,
     /// Namespaces searched for a live process this tick (a /proc scan each).
     searched: std::collections::HashSet<u32>,
-    /// Namespaces found in no container this tick: a call there costs no
-    /// second lookup through another process.
-    outside_ns: std::collections::HashSet<u32>,
+    /// Namespaces found in no container, and since when: a call or a copy
+    /// there costs no lookup through another process. Young ones are asked
+    /// again each tick (a runtime moves a new namespace's process into its
+    /// container's cgroup after making it); old ones stay until they end.
+    outside_ns: HashMap<u32, Instant>,
     /// Processes (not runtimes) found in no container this tick: a storm of
     /// calls costs one cgroup read a second, not one each. A process moved
     /// into a container's cgroup later is seen at the next tick; runtimes,
@@ -205,7 +210,7 @@ impl Containers {
         if let Some((c, _)) = self.by_ns.get(&mntns) {
             return Some(c.clone());
         }
-        if self.outside_ns.contains(&mntns) {
+        if self.outside_ns.contains_key(&mntns) {
             return None;
         }
         let c = match witness.and_then(|w| self.lookup(w, mntns)) {
@@ -216,7 +221,11 @@ impl Containers {
             None => return None,
         };
         if c.is_none() {
-            self.outside_ns.insert(mntns);
+            if self.outside_ns.len() >= MAX_CGROUPS {
+                self.outside_ns
+                    .retain(|_, since| since.elapsed() >= OUTSIDE_SETTLE);
+            }
+            self.outside_ns.entry(mntns).or_insert_with(Instant::now);
         }
         c
     }
@@ -322,6 +331,7 @@ impl Containers {
     /// the one seen there before `when`, in the namespace now on that inode
     /// or in the one it replaced.
     pub fn ended(&mut self, mntns: u32, when: SystemTime) -> Option<Arc<Container>> {
+        self.outside_ns.remove(&mntns);
         if let Some((c, seen)) = self.by_ns.get(&mntns)
             && *seen <= when
         {
@@ -372,7 +382,8 @@ impl Containers {
     /// yet (state file, engine name) are read again, for later records.
     pub fn tick(&mut self) {
         self.searched.clear();
-        self.outside_ns.clear();
+        self.outside_ns
+            .retain(|_, since| since.elapsed() >= OUTSIDE_SETTLE);
         self.outside_proc.clear();
         let pending: Vec<String> = self
             .by_cgroup

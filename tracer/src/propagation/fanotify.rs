@@ -31,6 +31,7 @@ pub enum Event {
 
 pub struct Watcher {
     fd: OwnedFd,
+    buf: std::cell::RefCell<Vec<u8>>,
 }
 
 impl AsRawFd for Watcher {
@@ -49,6 +50,7 @@ impl Watcher {
         // SAFETY: fanotify_init returned a fresh fd.
         Ok(Watcher {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            buf: std::cell::RefCell::new(vec![0; 64 * 1024]),
         })
     }
 
@@ -70,9 +72,11 @@ impl Watcher {
     /// Every event queued now, in the kernel's order.
     pub fn read(&self) -> Result<Vec<Event>, Errno> {
         let mut out = Vec::new();
-        let mut buf = vec![0u8; 64 * 1024];
+        // Reused: read once per syscall seen, and zeroing 64K each time showed.
+        let mut buf = self.buf.borrow_mut();
+        let buf = &mut *buf;
         loop {
-            match nix::unistd::read(self.fd.as_fd(), &mut buf) {
+            match nix::unistd::read(self.fd.as_fd(), buf) {
                 Ok(0) | Err(Errno::EAGAIN) => return Ok(out),
                 Ok(n) => parse(&buf[..n], &mut out),
                 Err(Errno::EINTR) => {}
