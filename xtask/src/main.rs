@@ -1,5 +1,7 @@
 //! `cargo xtask setup|run|test|bench`: everything a fresh machine (Debian, root)
 //! needs, installed idempotently, then the build, the live stream or every test.
+mod bench;
+mod fuzz;
 mod setup;
 mod test;
 
@@ -26,8 +28,24 @@ enum Cmd {
     },
     /// Set up, build, and run every test, the privileged ones included.
     Test,
-    /// Set up, build (release), and run the benchmarks.
-    Bench,
+    /// Set up, then fuzz the record parsers (all targets, or TARGET).
+    Fuzz {
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(fuzz::TARGETS))]
+        target: Option<String>,
+        /// Seconds per target [default: $MNTTRACE_FUZZ_SECONDS, else 60].
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// Set up, build (release), and run the benchmarks (all parts, or PART);
+    /// writes docs/benchmarks.md and .json.
+    Bench {
+        #[arg(value_parser = ["storm", "latency", "startup"])]
+        part: Option<String>,
+        /// Fewer rounds, a smaller storm, fewer mounts: a development run,
+        /// written to target/bench/ instead of docs/ (also MNTBENCH_QUICK=1).
+        #[arg(long, env = "MNTBENCH_QUICK")]
+        quick: bool,
+    },
 }
 
 fn main() {
@@ -54,18 +72,13 @@ fn real_main() -> Result<()> {
             setup::all()?;
             test::all()
         }
-        Cmd::Bench => {
+        Cmd::Fuzz { target, seconds } => {
             setup::all()?;
-            let bin = build_mnttrace(true)?;
-            run(cargo().args([
-                "build",
-                "--release",
-                "--package",
-                "mnttrace-tests",
-                "--bins",
-            ]))?;
-            let root = workspace_root().join("target/release");
-            run(Command::new(root.join("propbench")).env("MNTTRACE_BIN", &bin))
+            fuzz::run_targets(target.as_deref(), seconds)
+        }
+        Cmd::Bench { part, quick } => {
+            setup::all()?;
+            bench::run_bench(part.as_deref(), quick)
         }
     }
 }

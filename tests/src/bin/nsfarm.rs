@@ -1,0 +1,175 @@
+//! Namespace farm for `mntbench latency|startup`: N mount namespaces of
+//! ~MOUNTS mounts each, all holding a peer of one shared mount, so one mount
+//! made there reaches every one of them.
+//!
+//! `nsfarm DIR N MOUNTS SLOTS`: moves into a private namespace of its own
+//! (nothing reaches the host), mounts a tmpfs on DIR with a shared tmpfs at
+//! DIR/x (directories DIR/x/0..SLOTS to mount on) and private pads under
+//! DIR/pad until the table holds MOUNTS mounts, then forks N-1 children that
+//! each unshare a copy of it and only wait. Forked, not exec'd: a thousand
+//! namespaces take about a second. Prints `{"pid","mntns","ns","mounts",
+//! "setup_ms"}`, then serves `mount K` / `umount K` lines (mount a tmpfs named
+//! `b` on DIR/x/K, or remove it), answering `{"ret"}` each. On stdin's end it
+//! kills and reaps every child, so the namespaces are gone when it exits; the
+//! children also die with it (PR_SET_PDEATHSIG) if it is killed, and it with
+//! the bench.
+use std::{
+    ffi::CString,
+    io::{BufRead, Write},
+    os::unix::fs::MetadataExt as _,
+    time::Instant,
+};
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).expect("paths come from the bench, without NUL")
+}
+
+fn sys(r: libc::c_int, what: &str) {
+    if r != 0 {
+        panic!("nsfarm: {what}: {}", std::io::Error::last_os_error());
+    }
+}
+
+fn mount(src: &str, target: &str, fstype: Option<&str>, flags: libc::c_ulong) -> libc::c_int {
+    let (src, target, fstype) = (cstr(src), cstr(target), fstype.map(cstr));
+    // SAFETY: valid C strings that outlive the call.
+    unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
+            flags,
+            std::ptr::null(),
+        )
+    }
+}
+
+fn mounts_here() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo").map_or(0, |t| t.lines().count())
+}
+
+/// One namespace: a forked child that unshares a copy of ours (its DIR/x a
+/// peer of ours), says so on `ready`, and waits to be killed.
+fn fork_holder(ready: libc::c_int) -> libc::pid_t {
+    // SAFETY: we are single-threaded; the child runs only raw syscalls.
+    unsafe {
+        let pid = libc::fork();
+        if pid == 0 {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // Not the bench's pipes: its reads must end when we do.
+            libc::close(0);
+            libc::close(1);
+            let ok: u8 = (libc::unshare(libc::CLONE_NEWNS) == 0).into();
+            libc::write(ready, (&ok as *const u8).cast(), 1);
+            loop {
+                libc::pause();
+            }
+        }
+        assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+        pid
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |i: usize| args.get(i).and_then(|a| a.parse::<usize>().ok());
+    let (Some(dir), Some(n), Some(want), Some(slots)) = (args.first(), num(1), num(2), num(3))
+    else {
+        eprintln!("usage: nsfarm DIR N MOUNTS SLOTS");
+        std::process::exit(2);
+    };
+    let t0 = Instant::now();
+    // SAFETY: plain syscalls.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        sys(libc::unshare(libc::CLONE_NEWNS), "unshare");
+    }
+    sys(
+        mount("none", "/", None, libc::MS_REC | libc::MS_PRIVATE),
+        "make / rprivate",
+    );
+    sys(mount("farm", dir, Some("tmpfs"), 0), "tmpfs on DIR");
+    let x = format!("{dir}/x");
+    for d in [x.as_str(), &format!("{dir}/pad")] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    sys(mount("peers", &x, Some("tmpfs"), 0), "tmpfs on DIR/x");
+    sys(
+        mount("none", &x, None, libc::MS_SHARED),
+        "make DIR/x shared",
+    );
+    for k in 0..slots {
+        std::fs::create_dir(format!("{x}/{k}")).expect("mkdir slot");
+    }
+    // Pads are private, outside DIR/x: a container's mounts, mostly its own.
+    let mut i = 0;
+    while mounts_here() < want {
+        let p = format!("{dir}/pad/{i}");
+        std::fs::create_dir(&p).expect("mkdir pad");
+        sys(mount("pad", &p, Some("tmpfs"), 0), "pad tmpfs");
+        i += 1;
+    }
+
+    let mut ready = [0; 2];
+    // SAFETY: plain syscall.
+    sys(unsafe { libc::pipe(ready.as_mut_ptr()) }, "pipe");
+    let children: Vec<libc::pid_t> = (1..n).map(|_| fork_holder(ready[1])).collect();
+    // SAFETY: our own pipe.
+    unsafe { libc::close(ready[1]) };
+    let mut ok = 0usize;
+    let mut buf = [0u8; 256];
+    while ok < children.len() {
+        // SAFETY: reading into a buffer we own.
+        let r = unsafe { libc::read(ready[0], buf.as_mut_ptr().cast(), buf.len()) };
+        if r <= 0 {
+            break;
+        }
+        let got = &buf[..r as usize];
+        assert!(!got.contains(&0), "nsfarm: a child's unshare failed");
+        ok += got.len();
+    }
+    assert_eq!(ok, children.len(), "every namespace ready");
+
+    let mntns = std::fs::metadata("/proc/self/ns/mnt").map_or(0, |m| m.ino());
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        r#"{{"pid":{},"mntns":{mntns},"ns":{n},"mounts":{},"setup_ms":{:.1}}}"#,
+        std::process::id(),
+        mounts_here(),
+        t0.elapsed().as_secs_f64() * 1e3
+    )
+    .expect("stdout");
+    out.flush().expect("stdout");
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let mut w = line.split_whitespace();
+        let (Some(op), Some(k)) = (w.next(), w.next().and_then(|k| k.parse::<usize>().ok())) else {
+            break;
+        };
+        let target = format!("{x}/{k}");
+        let r = match op {
+            "mount" => mount("b", &target, Some("tmpfs"), 0),
+            _ => {
+                let t = cstr(&target);
+                // SAFETY: valid C string.
+                unsafe { libc::umount2(t.as_ptr(), 0) }
+            }
+        };
+        let ret = if r == 0 {
+            0
+        } else {
+            -std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        };
+        writeln!(out, r#"{{"ret":{ret}}}"#).expect("stdout");
+        out.flush().expect("stdout");
+    }
+    for &c in &children {
+        // SAFETY: our own children.
+        unsafe { libc::kill(c, libc::SIGKILL) };
+    }
+    for &c in &children {
+        // SAFETY: our own children.
+        unsafe { libc::waitpid(c, std::ptr::null_mut(), 0) };
+    }
+}
