@@ -41,7 +41,8 @@ pub struct Tracer {
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
-fn collect(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+/// The lines of `r` (a child's stdout or stderr), collected as they come.
+pub fn collect(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
     std::thread::spawn(move || {

@@ -6,13 +6,12 @@
 //! to start, in one line naming that capability alone.
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader},
     process::{Child, Command, Output, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use mnttrace_tests::{mnttrace_bin, tempdir};
+use mnttrace_tests::{collect, mnttrace_bin, tempdir};
 use serde_json::Value;
 
 const README: &str = include_str!("../../README.md");
@@ -114,18 +113,6 @@ struct Run {
     child: Child,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
-}
-
-fn collect(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().expect("lines").push(line);
-        }
-    });
-    lines
 }
 
 impl Run {

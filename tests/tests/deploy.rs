@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mnttrace_tests::{docker::Engine, mnttrace_bin, tempdir};
+use mnttrace_tests::{collect, docker::Engine, mnttrace_bin, tempdir};
 use serde_json::Value;
 
 const MANIFEST: &str = include_str!("../../deploy/daemonset.yaml");
@@ -395,18 +395,6 @@ fn expansion_as_kubernetes_does() {
 struct Lines {
     out: Arc<Mutex<Vec<String>>>,
     err: Arc<Mutex<Vec<String>>>,
-}
-
-fn collect(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            sink.lock().expect("lines").push(line);
-        }
-    });
-    lines
 }
 
 impl Lines {
