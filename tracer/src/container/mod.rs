@@ -119,6 +119,13 @@ pub struct Containers {
     /// again each tick (a runtime moves a new namespace's process into its
     /// container's cgroup after making it); old ones stay until they end.
     outside_ns: HashMap<u32, Instant>,
+    /// Namespaces made while mnttrace watched, and when: only these can be
+    /// a container's whose process a runtime has yet to move into its
+    /// cgroup. One already there at start-up that is in no container is
+    /// settled at once: asking a thousand such namespaces again each second
+    /// made the first copies of a mount after each tick wait for a thousand
+    /// cgroup reads.
+    born: HashMap<u32, Instant>,
     /// Processes (not runtimes) found in no container this tick: a storm of
     /// calls costs one cgroup read a second, not one each. A process moved
     /// into a container's cgroup later is seen at the next tick; runtimes,
@@ -140,6 +147,7 @@ impl Containers {
             retired: HashMap::new(),
             searched: Default::default(),
             outside_ns: Default::default(),
+            born: Default::default(),
             outside_proc: Default::default(),
             host_ns: std::fs::metadata("/proc/1/ns/mnt")
                 .map(|m| std::os::unix::fs::MetadataExt::ino(&m) as u32)
@@ -225,7 +233,14 @@ impl Containers {
                 self.outside_ns
                     .retain(|_, since| since.elapsed() >= OUTSIDE_SETTLE);
             }
-            self.outside_ns.entry(mntns).or_insert_with(Instant::now);
+            let since = if self.born.contains_key(&mntns) {
+                Instant::now()
+            } else {
+                Instant::now()
+                    .checked_sub(OUTSIDE_SETTLE)
+                    .unwrap_or_else(Instant::now)
+            };
+            self.outside_ns.entry(mntns).or_insert(since);
         }
         c
     }
@@ -318,6 +333,10 @@ impl Containers {
     /// namespace whose end is still to be reported.
     pub fn forget_ns(&mut self, mntns: u32) {
         self.outside_ns.remove(&mntns);
+        if self.born.len() >= MAX_CGROUPS {
+            self.born.retain(|_, at| at.elapsed() < OUTSIDE_SETTLE);
+        }
+        self.born.insert(mntns, Instant::now());
         if let Some(old) = self.by_ns.remove(&mntns) {
             if self.retired.len() >= MAX_CGROUPS {
                 self.retired.clear();
@@ -384,6 +403,7 @@ impl Containers {
         self.searched.clear();
         self.outside_ns
             .retain(|_, since| since.elapsed() >= OUTSIDE_SETTLE);
+        self.born.retain(|_, at| at.elapsed() < OUTSIDE_SETTLE);
         self.outside_proc.clear();
         let pending: Vec<String> = self
             .by_cgroup

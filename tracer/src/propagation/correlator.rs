@@ -35,6 +35,10 @@ const GRAVEYARD: usize = 4096;
 /// behind, the oldest are dropped (counted, reported as `backlog`), so memory
 /// stays bounded on a host that mounts faster than it can follow.
 const MAX_PENDING: usize = 32_768;
+/// Namespaces whose propagations' order is remembered.
+const MAX_TRAILS: usize = 4096;
+/// How far below a mount id `locate` looks for a placed one to count from.
+const NEAR: u64 = 4096;
 
 pub fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -57,6 +61,68 @@ struct Pending {
     via: Via,
 }
 
+/// The order in which a namespace's propagations reached others: for each
+/// namespace, the one whose copy came next, and that chain from the
+/// namespace itself as a sequence.
+#[derive(Default)]
+struct Trail {
+    next: HashMap<u32, u32>,
+    seq: Vec<u32>,
+    at: HashMap<u32, usize>,
+}
+
+impl Trail {
+    fn learn(&mut self, home: u32, links: Vec<(u32, u32)>) {
+        let mut changed = false;
+        for (a, b) in links {
+            changed |= self.next.insert(a, b) != Some(b);
+        }
+        if !changed {
+            return;
+        }
+        self.seq.clear();
+        self.at.clear();
+        let mut cur = Some(home);
+        while let Some(ns) = cur {
+            if self.at.insert(ns, self.seq.len()).is_some() {
+                break;
+            }
+            self.seq.push(ns);
+            cur = self.next.get(&ns).copied();
+        }
+    }
+
+    /// The namespace `steps` copies after `ns`'s.
+    fn step(&self, ns: u32, steps: usize) -> Option<u32> {
+        let i = *self.at.get(&ns)?;
+        self.seq.get((i + steps) % self.seq.len()).copied()
+    }
+}
+
+/// Peer rings as the model guesses them, built once per batch: members by
+/// id, newest first (a clone joins the ring right after the mount it copies).
+#[derive(Default)]
+struct Rings {
+    /// Peer group → its members' namespaces in guessed ring order, and each
+    /// member mount's place in it.
+    rings: HashMap<u64, (Vec<u32>, HashMap<u64, usize>)>,
+}
+
+impl Rings {
+    /// The namespace `steps` members after `parent` in its peer ring.
+    fn step(&mut self, model: &Model, ns: u32, parent: u64, steps: usize) -> Option<u32> {
+        let group = model.get(ns)?.table.get(parent)?.propagation.shared?;
+        let (order, at) = self.rings.entry(group).or_insert_with(|| {
+            let mut members: Vec<_> = model.peers().peers(group).copied().collect();
+            members.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
+            let at = members.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+            (members.into_iter().map(|r| r.ns).collect(), at)
+        });
+        let i = *at.get(&parent)?;
+        order.get((i + steps) % order.len()).copied()
+    }
+}
+
 pub struct Correlator {
     pub model: Model,
     mode: Mode,
@@ -70,6 +136,8 @@ pub struct Correlator {
     /// Only this process's syscalls reach us (kernel-side --pid); its events alone matter.
     kernel_tgid: u32,
     graveyard: HashMap<u64, (u32, Mount)>,
+    /// Per namespace: where the propagations its processes caused went.
+    trails: HashMap<u32, Trail>,
     grave_order: VecDeque<u64>,
     /// Namespaces torn down since the last tick.
     ended: Vec<Ended>,
@@ -105,6 +173,7 @@ impl Correlator {
             read_started: monotonic_ns(),
             kernel_tgid,
             graveyard: HashMap::new(),
+            trails: HashMap::new(),
             grave_order: VecDeque::new(),
             ended: Vec::new(),
             overflows: 0,
@@ -188,10 +257,7 @@ impl Correlator {
             if let Some((ns, m)) = &was {
                 self.bury(*ns, m.clone());
             }
-            let now = whereabouts.get(&mnt_id).and_then(|ns| {
-                let n = self.model.get(*ns)?;
-                self.model.source.stat(&n.found, mnt_id).map(|m| (*ns, m))
-            });
+            let now = whereabouts.get(&mnt_id).cloned();
             if let Some((ns, m)) = &now {
                 self.model.attach(*ns, m.clone());
             }
@@ -276,49 +342,143 @@ impl Correlator {
         }
     }
 
-    /// Which namespace each attached mount is in now. statmount(2) needs the
-    /// namespace and a fanotify event does not say which mark fired, so each
-    /// candidate namespace is asked once per batch with listmount(2) for the
-    /// ids from the smallest wanted on (its newest mounts): a mount propagated
-    /// into hundreds of namespaces costs one call per namespace, not one per
-    /// namespace per copy. The causing process's namespace and those it can
-    /// reach come first, the others only if some mount is still unplaced.
-    fn locate(&self, wanted: &[(u64, u32)]) -> HashMap<u64, u32> {
+    /// The nearest mount below `id` (ids a propagation's copies could
+    /// span) the model has placed: its id, namespace and parent.
+    fn placed_below(&self, id: u64) -> Option<(u64, u32, u64)> {
+        (id.saturating_sub(NEAR)..id)
+            .rev()
+            .find_map(|i| self.model.find(i).map(|(ns, m)| (i, ns, m.parent)))
+    }
+
+    /// Where each attached mount is now: its namespace and what statmount(2)
+    /// says of it. statmount needs the namespace and a fanotify event does not
+    /// say which mark fired, so the namespace is guessed and each guess
+    /// checked by the statmount the record needs anyway (a wrong one fails
+    /// with ENOENT). The kernel makes a propagation's copies in the same
+    /// order every time (the peer ring from the mount it was made at, then
+    /// the slaves), and unique ids grow in that order: so the guess for a
+    /// copy is the namespace that followed the previous copy's last time
+    /// ([`Trail`]), else the next member of the parent's peer ring as clones
+    /// join it (right after the mount they copy: newest first), else the
+    /// causing process's own namespace (a new call's own mount). What is
+    /// still unplaced is searched: each candidate namespace is asked once per
+    /// batch with listmount(2) for the ids from the smallest wanted on (its
+    /// newest mounts), the causing process's namespace and those it can
+    /// reach first, the others only if needed.
+    fn locate(&mut self, wanted: &[(u64, u32)]) -> HashMap<u64, (u32, Mount)> {
         use std::os::unix::fs::MetadataExt as _;
-        let mut found = HashMap::new();
-        let Some(first) = wanted.iter().map(|(id, _)| *id).min() else {
+        let mut found: HashMap<u64, (u32, Mount)> = HashMap::new();
+        if wanted.is_empty() {
             return found;
-        };
-        let mut order: Vec<u32> = Vec::new();
-        let pids: BTreeSet<u32> = wanted.iter().map(|(_, pid)| *pid).collect();
-        for pid in pids {
-            let home = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
-                .map(|m| m.ino() as u32)
-                .ok()
-                .filter(|ns| self.model.get(*ns).is_some());
-            if let Some(home) = home {
-                order.extend(self.model.reach(home));
-            }
         }
-        // Rarely needed (the process left, or its namespace was not known yet).
-        order.extend(self.model.namespaces().map(|n| n.found.inode));
-        let want: BTreeSet<u64> = wanted.iter().map(|(id, _)| *id).collect();
-        let mut asked = BTreeSet::new();
-        for ns in order {
-            if found.len() == want.len() {
-                break;
-            }
-            if !asked.insert(ns) {
-                continue;
-            }
-            let Some(n) = self.model.get(ns) else {
-                continue;
-            };
-            for id in self.model.source.ids_from(&n.found, first) {
-                if want.contains(&id) {
-                    found.insert(id, ns);
+        let mut by_home: BTreeMap<Option<u32>, Vec<u64>> = BTreeMap::new();
+        let mut homes: HashMap<u32, Option<u32>> = HashMap::new();
+        for &(id, pid) in wanted {
+            let home = *homes.entry(pid).or_insert_with(|| {
+                std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+                    .map(|m| m.ino() as u32)
+                    .ok()
+                    .filter(|ns| self.model.get(*ns).is_some())
+            });
+            by_home.entry(home).or_default().push(id);
+        }
+        let mut rings = Rings::default();
+        for (home, ids) in &mut by_home {
+            ids.sort_unstable();
+            ids.dedup();
+            let Some(home) = *home else { continue };
+            let trail = self.trails.get(&home);
+            // The nearest placed copy below: the id gap says how many steps
+            // along the ring this one is.
+            let mut anchor: Option<(u64, u32, u64)> = None;
+            for &id in ids.iter() {
+                let near = anchor.or_else(|| self.placed_below(id));
+                let mut tries: [Option<u32>; 3] = [None; 3];
+                if let Some((at, ns, parent)) = near {
+                    let steps = (id - at) as usize;
+                    tries[0] = trail.and_then(|t| t.step(ns, steps));
+                    tries[1] = rings.step(&self.model, ns, parent, steps);
+                }
+                tries[2] = Some(home);
+                for (i, ns) in tries.iter().enumerate() {
+                    let Some(ns) = *ns else { continue };
+                    if tries[..i].contains(&Some(ns)) {
+                        continue;
+                    }
+                    if let Some(n) = self.model.get(ns)
+                        && let Some(m) = self.model.source.stat(&n.found, id)
+                    {
+                        anchor = Some((id, ns, m.parent));
+                        found.insert(id, (ns, m));
+                        break;
+                    }
                 }
             }
+        }
+        let missing: BTreeSet<u64> = wanted
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !found.contains_key(id))
+            .collect();
+        log::debug!(
+            "locate: {} mounts, {} where guessed",
+            found.len() + missing.len(),
+            found.len()
+        );
+        if let Some(&first) = missing.first() {
+            let mut order: Vec<u32> = Vec::new();
+            for home in by_home.keys().flatten() {
+                order.extend(self.model.reach(*home));
+            }
+            // Rarely needed (the process left, or its namespace was not known yet).
+            order.extend(self.model.namespaces().map(|n| n.found.inode));
+            let mut asked = BTreeSet::new();
+            let mut placed = 0;
+            for ns in order {
+                if placed == missing.len() {
+                    break;
+                }
+                if !asked.insert(ns) {
+                    continue;
+                }
+                let Some(n) = self.model.get(ns) else {
+                    continue;
+                };
+                for id in self.model.source.ids_from(&n.found, first) {
+                    if missing.contains(&id)
+                        && let Some(m) = self.model.source.stat(&n.found, id)
+                    {
+                        found.insert(id, (ns, m));
+                        placed += 1;
+                    }
+                }
+            }
+        }
+        // Learnt for next time: which namespace's copy followed which.
+        if self.trails.len() >= MAX_TRAILS {
+            self.trails.clear();
+        }
+        let limit = 2 * self.model.namespaces().count() + 64;
+        for (home, ids) in by_home {
+            let Some(home) = home else { continue };
+            let mut links = Vec::new();
+            for id in ids {
+                let Some((ns, _)) = found.get(&id) else {
+                    continue;
+                };
+                let before = found
+                    .get(&(id - 1))
+                    .map(|(ns, _)| *ns)
+                    .or_else(|| self.model.find(id - 1).map(|(ns, _)| ns));
+                if let Some(b) = before {
+                    links.push((b, *ns));
+                }
+            }
+            let trail = self.trails.entry(home).or_default();
+            if trail.next.len() > limit {
+                trail.next.clear();
+            }
+            trail.learn(home, links);
         }
         found
     }
@@ -906,5 +1066,28 @@ fn relation(s: &Syscall, ns: u32, path: &str, m: &Mount) -> Relation {
         Relation::Slave
     } else {
         Relation::Peer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Trail;
+
+    #[test]
+    fn trail_steps_along_what_it_learnt() {
+        let mut t = Trail::default();
+        // Copies of one mount: home 1, then 5, 4, 3 (newest first).
+        t.learn(1, vec![(1, 5), (5, 4), (4, 3)]);
+        assert_eq!(t.step(1, 0), Some(1));
+        assert_eq!(t.step(1, 1), Some(5));
+        assert_eq!(t.step(5, 2), Some(3));
+        // Past the end it wraps: the next call's own mount comes first again.
+        assert_eq!(t.step(3, 1), Some(1));
+        // A namespace it never saw gives no guess.
+        assert_eq!(t.step(9, 1), None);
+        // A new order replaces the old links.
+        t.learn(1, vec![(1, 3), (3, 4), (4, 5)]);
+        assert_eq!(t.step(1, 1), Some(3));
+        assert_eq!(t.step(1, 3), Some(5));
     }
 }

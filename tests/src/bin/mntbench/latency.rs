@@ -132,6 +132,9 @@ pub fn measure(farm: &mut Farm, mounts: usize, mode: &str, bin: &str) -> Result<
         "first_copy_p50_ms": ms(stats::median(&first)),
         "last_copy_p50_ms": ms(stats::median(&last)),
         "last_copy_max_ms": ms(stats::max(&last)),
+        // Each mount's earliest and latest copy, in the order made.
+        "first_copy_ms": first.iter().map(|&v| ms(v)).collect::<Vec<_>>(),
+        "last_copy_ms": last.iter().map(|&v| ms(v)).collect::<Vec<_>>(),
         "umount_p50_ms": ms(stats::percentile(&um, 0.5)),
         "umount_p99_ms": ms(stats::percentile(&um, 0.99)),
         "vmhwm_kib": hwm,
