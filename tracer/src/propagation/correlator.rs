@@ -39,6 +39,8 @@ const MAX_PENDING: usize = 32_768;
 const MAX_TRAILS: usize = 4096;
 /// How far below a mount id `locate` looks for a placed one to count from.
 const NEAR: u64 = 4096;
+/// Placed copies remembered per namespace to count from.
+const PLACED: usize = 4096;
 
 pub fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -69,9 +71,27 @@ struct Trail {
     next: HashMap<u32, u32>,
     seq: Vec<u32>,
     at: HashMap<u32, usize>,
+    /// Copies placed lately: id → namespace and parent, to count from.
+    placed: BTreeMap<u64, (u32, u64)>,
 }
 
 impl Trail {
+    /// The nearest copy placed below `id`, close enough to be of the same
+    /// propagation: its id, namespace and parent.
+    fn below(&self, id: u64) -> Option<(u64, u32, u64)> {
+        self.placed
+            .range(id.saturating_sub(NEAR)..id)
+            .next_back()
+            .map(|(id, (ns, parent))| (*id, *ns, *parent))
+    }
+
+    fn place(&mut self, placed: Vec<(u64, (u32, u64))>) {
+        self.placed.extend(placed);
+        while self.placed.len() > PLACED {
+            self.placed.pop_first();
+        }
+    }
+
     fn learn(&mut self, home: u32, links: Vec<(u32, u32)>) {
         let mut changed = false;
         for (a, b) in links {
@@ -342,14 +362,6 @@ impl Correlator {
         }
     }
 
-    /// The nearest mount below `id` (ids a propagation's copies could
-    /// span) the model has placed: its id, namespace and parent.
-    fn placed_below(&self, id: u64) -> Option<(u64, u32, u64)> {
-        (id.saturating_sub(NEAR)..id)
-            .rev()
-            .find_map(|i| self.model.find(i).map(|(ns, m)| (i, ns, m.parent)))
-    }
-
     /// Where each attached mount is now: its namespace and what statmount(2)
     /// says of it. statmount needs the namespace and a fanotify event does not
     /// say which mark fired, so the namespace is guessed and each guess
@@ -392,7 +404,7 @@ impl Correlator {
             // along the ring this one is.
             let mut anchor: Option<(u64, u32, u64)> = None;
             for &id in ids.iter() {
-                let near = anchor.or_else(|| self.placed_below(id));
+                let near = anchor.or_else(|| trail.and_then(|t| t.below(id)));
                 let mut tries: [Option<u32>; 3] = [None; 3];
                 if let Some((at, ns, parent)) = near {
                     let steps = (id - at) as usize;
@@ -458,27 +470,34 @@ impl Correlator {
         if self.trails.len() >= MAX_TRAILS {
             self.trails.clear();
         }
-        let limit = 2 * self.model.namespaces().count() + 64;
         for (home, ids) in by_home {
             let Some(home) = home else { continue };
             let mut links = Vec::new();
+            let mut placed = Vec::new();
+            let trail = self.trails.entry(home).or_default();
             for id in ids {
-                let Some((ns, _)) = found.get(&id) else {
+                let Some((ns, m)) = found.get(&id) else {
+                    continue;
+                };
+                placed.push((id, (*ns, m.parent)));
+                let Some(prev) = id.checked_sub(1) else {
                     continue;
                 };
                 let before = found
-                    .get(&(id - 1))
+                    .get(&prev)
                     .map(|(ns, _)| *ns)
-                    .or_else(|| self.model.find(id - 1).map(|(ns, _)| ns));
+                    .or_else(|| trail.placed.get(&prev).map(|(ns, _)| *ns))
+                    .or_else(|| self.model.find(prev).map(|(ns, _)| ns));
                 if let Some(b) = before {
                     links.push((b, *ns));
                 }
             }
-            let trail = self.trails.entry(home).or_default();
-            if trail.next.len() > limit {
+            // Links of namespaces long gone: the chain is learnt again.
+            if trail.next.len() > MAX_TRAILS {
                 trail.next.clear();
             }
             trail.learn(home, links);
+            trail.place(placed);
         }
         found
     }
