@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 #[test]
 fn burst_delivered_plus_lost_equals_made() {
     const PAIRS: usize = 2000;
-    for (ring, expect_loss) in [("4K", true), ("8M", false)] {
+    for (ring, expect_loss) in [("4K", true), ("16M", false)] {
         let t = tempdir();
         let d = t.path().display().to_string();
         let mut script = Vec::new();
