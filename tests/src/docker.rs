@@ -73,12 +73,14 @@ impl Engine {
         e
     }
 
-    /// The docker client on this engine's socket.
+    /// The docker client on this engine's socket, with the classic builder:
+    /// it takes FROM from the engine's own images (no registry).
     pub fn docker(&self, args: &[&str]) -> Output {
         Command::new("/usr/bin/docker")
             .arg(format!("-H=unix://{}/docker.sock", self.dir.display()))
             .args(args)
             .env("DOCKER_CONFIG", self.dir.join("client"))
+            .env("DOCKER_BUILDKIT", "0")
             .stdin(Stdio::null())
             .output()
             .expect("run docker")
@@ -101,23 +103,31 @@ impl Engine {
         for applet in ["sh", "sleep", "mount", "umount", "mkdir", "cat"] {
             let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(applet));
         }
-        let tar = self.dir.join("image.tar");
+        self.import(&root, IMAGE, &["ENV PATH=/bin"]);
+    }
+
+    /// Makes image `tag` of the tree at `root` with `docker import`, each of
+    /// `changes` a Dockerfile instruction (`-c`).
+    pub fn import(&self, root: &Path, tag: &str, changes: &[&str]) {
+        let tar = self
+            .dir
+            .join(format!("{}.tar", tag.replace([':', '/'], "-")));
         let st = Command::new("tar")
             .arg("-C")
-            .arg(&root)
+            .arg(root)
             .arg("-cf")
             .arg(&tar)
             .arg(".")
             .status()
             .expect("tar");
         assert!(st.success(), "tar");
-        self.ok(&[
-            "import",
-            "-c",
-            "ENV PATH=/bin",
-            &tar.display().to_string(),
-            IMAGE,
-        ]);
+        let tar = tar.display().to_string();
+        let mut args = vec!["import"];
+        for c in changes {
+            args.extend(["-c", c]);
+        }
+        args.extend([tar.as_str(), tag]);
+        self.ok(&args);
     }
 
     /// Pid of a container's init, as Docker reports it.

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 pub mod docker;
 pub mod oci;
+pub mod raw;
 pub mod world;
 
 pub const SCHEMA: &str = include_str!("../../docs/mnttrace-v1.schema.json");
@@ -368,4 +369,18 @@ pub fn tempdir() -> tempfile::TempDir {
         .prefix("mnttrace-test-")
         .tempdir()
         .expect("temp dir")
+}
+
+/// A tmpfs mounted (and, a second later, unmounted) by a root shell in a
+/// private mount namespace of its own: the source name marks its records.
+pub fn mount_in_private_namespace(source: &str) {
+    let dir = tempdir();
+    let st = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs \"$0\" \"$1\" && sleep 1 && umount \"$1\"")
+        .arg(source)
+        .arg(dir.path())
+        .status()
+        .expect("unshare");
+    assert!(st.success(), "the test's own mount failed: {st}");
 }

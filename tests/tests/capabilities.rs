@@ -7,11 +7,10 @@
 use std::{
     collections::BTreeSet,
     process::{Child, Command, Output, Stdio},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use mnttrace_tests::{collect, mnttrace_bin, tempdir};
+use mnttrace_tests::{Tracer, mnttrace_bin, mount_in_private_namespace};
 use serde_json::Value;
 
 const README: &str = include_str!("../../README.md");
@@ -109,69 +108,26 @@ fn capsh_with_tracefs(caps: &BTreeSet<String>, args: &[&str]) -> Command {
 
 /// A running mnttrace started by `cmd` (capsh execs it: same pid); killed
 /// on drop.
-struct Run {
-    child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
+struct Run(Tracer);
 
 impl Run {
     /// Starts it and waits for "mnttrace: tracing".
-    fn start(mut cmd: Command) -> Run {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn mnttrace");
-        let stdout = collect(child.stdout.take().expect("stdout"));
-        let stderr = collect(child.stderr.take().expect("stderr"));
-        let mut run = Run {
-            child,
-            stdout,
-            stderr,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !run
-            .stderr()
-            .iter()
-            .any(|l| l.starts_with("mnttrace: tracing"))
-        {
-            if let Ok(Some(status)) = run.child.try_wait() {
-                panic!("mnttrace exited ({status}): {:?}", run.stderr());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mnttrace did not start: {:?}",
-                run.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        run
-    }
-
-    fn stderr(&self) -> Vec<String> {
-        self.stderr.lock().expect("stderr").clone()
-    }
-
-    fn records(&self) -> Vec<Value> {
-        // Copied out first: a line that fails the schema panics in parse,
-        // which must not happen with the reader's lock held.
-        let lines = self.stdout.lock().expect("stdout").clone();
-        mnttrace_tests::parse(&lines)
+    fn start(cmd: Command) -> Run {
+        Run(Tracer::spawn(cmd))
     }
 
     /// Waits until `done` finds what it wants in the records.
     fn wait_for<T>(&self, what: &str, done: impl Fn(&[Value]) -> Option<T>) -> T {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(t) = done(&self.records()) {
+            if let Some(t) = done(&self.0.records()) {
                 return t;
             }
             assert!(
                 Instant::now() < deadline,
                 "no {what}; stderr {:?}; records {:#?}",
-                self.stderr(),
-                self.records()
+                self.0.stderr(),
+                self.0.records()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -179,26 +135,13 @@ impl Run {
 
     /// /proc/PID/status of the running mnttrace: its uid and capability sets.
     fn status(&self) -> String {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status")
+        std::fs::read_to_string(format!("/proc/{}/status", self.0.pid())).expect("status")
     }
 
     /// SIGINT; mnttrace must detach and exit 0.
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-        let status = self.child.wait().expect("wait mnttrace");
-        assert!(
-            status.success(),
-            "mnttrace exit {status}: {:?}",
-            self.stderr()
-        );
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stop(self) {
+        let (status, _, stderr) = self.0.stop();
+        assert!(status.success(), "mnttrace exit {status}: {stderr:?}");
     }
 }
 
@@ -210,20 +153,6 @@ fn caps_in(status: &str, field: &str) -> BTreeSet<String> {
         .unwrap_or_else(|| panic!("no {field} in {status}"))
         .trim();
     decode(hex).iter().map(|c| c.to_uppercase()).collect()
-}
-
-/// A tmpfs mounted (and, a second later, unmounted) by a root shell in a
-/// private mount namespace of its own: the source name marks its records.
-fn mount_in_private_namespace(source: &str) {
-    let dir = tempdir();
-    let target = dir.path().display().to_string();
-    let st = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t tmpfs \"$0\" \"$1\" && sleep 1 && umount \"$1\"")
-        .args([source, &target])
-        .status()
-        .expect("unshare");
-    assert!(st.success(), "the test's own mount failed: {st}");
 }
 
 fn mount_record(records: &[Value], source: &str) -> Option<Value> {

@@ -10,13 +10,13 @@
 use std::{
     collections::BTreeSet,
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use mnttrace_tests::{collect, docker::Engine, mnttrace_bin, tempdir};
+use mnttrace_tests::{collect, docker::Engine, mnttrace_bin, mount_in_private_namespace, tempdir};
 use serde_json::Value;
 
 const MANIFEST: &str = include_str!("../../deploy/daemonset.yaml");
@@ -422,20 +422,6 @@ fn wait_until(what: &str, secs: u64, mut done: impl FnMut() -> bool, why: impl F
     }
 }
 
-/// A tmpfs mounted and unmounted by a root shell in a private namespace of
-/// its own; the source names it in the records.
-fn mount_in_private_namespace(source: &str) {
-    let dir = tempdir();
-    let st = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t tmpfs \"$0\" \"$1\" && sleep 1 && umount \"$1\"")
-        .arg(source)
-        .arg(dir.path())
-        .status()
-        .expect("unshare");
-    assert!(st.success(), "the test's own mount failed: {st}");
-}
-
 /// Every line is a mnttrace/v1 record of node `NODE`; the mount of
 /// `source` is among them.
 fn check_records(lines: &[String], source: &str) {
@@ -551,25 +537,6 @@ fn entrypoint_under_the_manifests_settings() {
     assert!(last.starts_with("mnttrace: detached"), "{last}");
 }
 
-/// The docker client on the test's engine (`Engine::start(dir, …)`), with
-/// the classic builder: it takes FROM from the engine's own images.
-fn docker(dir: &Path, args: &[&str]) -> Output {
-    Command::new("/usr/bin/docker")
-        .arg(format!("-H=unix://{}/docker.sock", dir.display()))
-        .args(args)
-        .env("DOCKER_CONFIG", dir.join("client"))
-        .env("DOCKER_BUILDKIT", "0")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run docker")
-}
-
-fn docker_ok(dir: &Path, args: &[&str]) -> String {
-    let out = docker(dir, args);
-    assert!(out.status.success(), "docker {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// The binary's shared libraries (ldd), for a base image made from the
 /// host's own: debian:bookworm-slim needs a registry, this does not.
 fn libraries(bin: &str) -> Vec<PathBuf> {
@@ -580,20 +547,6 @@ fn libraries(bin: &str) -> Vec<PathBuf> {
         .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))
         .map(PathBuf::from)
         .collect()
-}
-
-fn tar_import(dir: &Path, root: &Path, tag: &str) {
-    let tar = dir.join(format!("{}.tar", tag.replace([':', '/'], "-")));
-    let st = Command::new("tar")
-        .arg("-C")
-        .arg(root)
-        .arg("-cf")
-        .arg(&tar)
-        .arg(".")
-        .status()
-        .expect("tar");
-    assert!(st.success(), "tar");
-    docker_ok(dir, &["import", &tar.display().to_string(), tag]);
 }
 
 /// The image built from deploy/Containerfile, run by Docker with what the
@@ -633,7 +586,7 @@ fn image_runs_with_the_manifests_settings() {
         "could not cover /run, /etc/docker, /opt"
     );
     let dir = base.join("engine");
-    let _engine = Engine::start(&dir, holder.0.id());
+    let engine = Engine::start(&dir, holder.0.id());
 
     // Base: the binary's libraries; then deploy/Containerfile as written,
     // its context holding the binary under test at target/release/mnttrace.
@@ -647,25 +600,22 @@ fn image_runs_with_the_manifests_settings() {
         std::fs::create_dir_all(to.parent().expect("dir")).expect("lib dir");
         std::fs::copy(&lib, &to).unwrap_or_else(|e| panic!("copy {}: {e}", lib.display()));
     }
-    tar_import(&dir, &root, &image.from);
+    engine.import(&root, &image.from, &[]);
     let ctx = base.join("context");
     std::fs::create_dir_all(ctx.join("target/release")).expect("context");
     std::fs::create_dir_all(ctx.join("deploy")).expect("context");
     std::fs::copy(&bin, ctx.join("target/release/mnttrace")).expect("binary");
     std::fs::write(ctx.join("deploy/Containerfile"), CONTAINERFILE).expect("Containerfile");
     let tag = m.container()["image"].as_str().expect("image");
-    docker_ok(
-        &dir,
-        &[
-            "build",
-            "-q",
-            "-f",
-            &ctx.join("deploy/Containerfile").display().to_string(),
-            "-t",
-            tag,
-            &ctx.display().to_string(),
-        ],
-    );
+    engine.ok(&[
+        "build",
+        "-q",
+        "-f",
+        &ctx.join("deploy/Containerfile").display().to_string(),
+        "-t",
+        tag,
+        &ctx.display().to_string(),
+    ]);
 
     // `docker run` with the manifest's settings.
     let sc = m.security();
@@ -728,10 +678,10 @@ fn image_runs_with_the_manifests_settings() {
     };
     args.extend(argv.into_iter().skip(skip));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    docker_ok(&dir, &args);
+    engine.ok(&args);
 
     let logs = || {
-        let out = docker(&dir, &["logs", "mnttrace"]);
+        let out = engine.docker(&["logs", "mnttrace"]);
         let lines = |b: &[u8]| -> Vec<String> {
             String::from_utf8_lossy(b)
                 .lines()
@@ -741,15 +691,12 @@ fn image_runs_with_the_manifests_settings() {
         (lines(&out.stdout), lines(&out.stderr))
     };
     let state = || {
-        docker_ok(
-            &dir,
-            &[
-                "inspect",
-                "-f",
-                "{{.State.Status}} {{.State.ExitCode}}",
-                "mnttrace",
-            ],
-        )
+        engine.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "mnttrace",
+        ])
     };
     wait_until(
         "start in the container",
@@ -778,7 +725,7 @@ fn image_runs_with_the_manifests_settings() {
     let grace = m.pod()["terminationGracePeriodSeconds"]
         .as_u64()
         .unwrap_or(30);
-    docker_ok(&dir, &["stop", "-t", &grace.to_string(), "mnttrace"]);
+    engine.ok(&["stop", "-t", &grace.to_string(), "mnttrace"]);
     assert_eq!(
         state(),
         "exited 0",

@@ -13,36 +13,12 @@
 //! kills and reaps every child, so the namespaces are gone when it exits; the
 //! children also die with it (PR_SET_PDEATHSIG) if it is killed, and it with
 //! the bench.
+use mnttrace_tests::raw::{check, cstr, mount};
 use std::{
-    ffi::CString,
     io::{BufRead, Write},
     os::unix::fs::MetadataExt as _,
     time::Instant,
 };
-
-fn cstr(s: &str) -> CString {
-    CString::new(s).expect("paths come from the bench, without NUL")
-}
-
-fn sys(r: libc::c_int, what: &str) {
-    if r != 0 {
-        panic!("nsfarm: {what}: {}", std::io::Error::last_os_error());
-    }
-}
-
-fn mount(src: &str, target: &str, fstype: Option<&str>, flags: libc::c_ulong) -> libc::c_int {
-    let (src, target, fstype) = (cstr(src), cstr(target), fstype.map(cstr));
-    // SAFETY: valid C strings that outlive the call.
-    unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
-            flags,
-            std::ptr::null(),
-        )
-    }
-}
 
 fn mounts_here() -> usize {
     std::fs::read_to_string("/proc/self/mountinfo").map_or(0, |t| t.lines().count())
@@ -82,19 +58,29 @@ fn main() {
     // SAFETY: plain syscalls.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        sys(libc::unshare(libc::CLONE_NEWNS), "unshare");
+        check("nsfarm", libc::unshare(libc::CLONE_NEWNS), "unshare");
     }
-    sys(
+    check(
+        "nsfarm",
         mount("none", "/", None, libc::MS_REC | libc::MS_PRIVATE),
         "make / rprivate",
     );
-    sys(mount("farm", dir, Some("tmpfs"), 0), "tmpfs on DIR");
+    check(
+        "nsfarm",
+        mount("farm", dir, Some("tmpfs"), 0),
+        "tmpfs on DIR",
+    );
     let x = format!("{dir}/x");
     for d in [x.as_str(), &format!("{dir}/pad")] {
         std::fs::create_dir(d).expect("mkdir");
     }
-    sys(mount("peers", &x, Some("tmpfs"), 0), "tmpfs on DIR/x");
-    sys(
+    check(
+        "nsfarm",
+        mount("peers", &x, Some("tmpfs"), 0),
+        "tmpfs on DIR/x",
+    );
+    check(
+        "nsfarm",
         mount("none", &x, None, libc::MS_SHARED),
         "make DIR/x shared",
     );
@@ -106,13 +92,13 @@ fn main() {
     while mounts_here() < want {
         let p = format!("{dir}/pad/{i}");
         std::fs::create_dir(&p).expect("mkdir pad");
-        sys(mount("pad", &p, Some("tmpfs"), 0), "pad tmpfs");
+        check("nsfarm", mount("pad", &p, Some("tmpfs"), 0), "pad tmpfs");
         i += 1;
     }
 
     let mut ready = [0; 2];
     // SAFETY: plain syscall.
-    sys(unsafe { libc::pipe(ready.as_mut_ptr()) }, "pipe");
+    check("nsfarm", unsafe { libc::pipe(ready.as_mut_ptr()) }, "pipe");
     let children: Vec<libc::pid_t> = (1..n).map(|_| fork_holder(ready[1])).collect();
     // SAFETY: our own pipe.
     unsafe { libc::close(ready[1]) };

@@ -8,37 +8,12 @@
 //! `{"pid","n","elapsed_ns","cpu_ns","vcsw","ivcsw","failed"}`. With `--shared` the target sits under a
 //! shared mount whose peer lives in a second namespace (a forked child that
 //! only waits), so every mount and umount propagates into it.
+use mnttrace_tests::raw::{check, cstr, mount};
 use std::{
-    ffi::CString,
     io::{BufRead, Write},
     os::unix::fs::MetadataExt as _,
     time::Instant,
 };
-
-fn cstr(s: &str) -> CString {
-    CString::new(s).expect("paths come from the bench, without NUL")
-}
-
-fn check(r: libc::c_int, what: &str) {
-    if r != 0 {
-        panic!("stormgen: {what}: {}", std::io::Error::last_os_error());
-    }
-}
-
-fn mount(src: &str, target: &str, fstype: Option<&str>, flags: libc::c_ulong) -> libc::c_int {
-    let (src, target) = (cstr(src), cstr(target));
-    let fstype = fstype.map(cstr);
-    // SAFETY: valid C strings that outlive the call.
-    unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ref().map_or(std::ptr::null(), |f| f.as_ptr()),
-            flags,
-            std::ptr::null(),
-        )
-    }
-}
 
 /// The peer namespace: a child that copies ours (so its copy of `base` is a
 /// peer of ours) and then only waits to be killed, dying with us.
@@ -46,7 +21,7 @@ fn spawn_peer() -> libc::pid_t {
     let mut pipe = [0; 2];
     // SAFETY: plain syscalls; the child is single-threaded code up to pause().
     unsafe {
-        check(libc::pipe(pipe.as_mut_ptr()), "pipe");
+        check("stormgen", libc::pipe(pipe.as_mut_ptr()), "pipe");
         let pid = libc::fork();
         if pid == 0 {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -94,16 +69,29 @@ fn main() {
     };
     let shared = args.iter().any(|a| a == "--shared");
     // SAFETY: plain syscalls.
-    check(unsafe { libc::unshare(libc::CLONE_NEWNS) }, "unshare");
     check(
+        "stormgen",
+        unsafe { libc::unshare(libc::CLONE_NEWNS) },
+        "unshare",
+    );
+    check(
+        "stormgen",
         mount("none", "/", None, libc::MS_REC | libc::MS_PRIVATE),
         "make / rprivate",
     );
-    check(mount("stormbase", dir, Some("tmpfs"), 0), "tmpfs on DIR");
+    check(
+        "stormgen",
+        mount("stormbase", dir, Some("tmpfs"), 0),
+        "tmpfs on DIR",
+    );
     let target = format!("{dir}/t");
     std::fs::create_dir(&target).expect("mkdir DIR/t");
     let peer = shared.then(|| {
-        check(mount("none", dir, None, libc::MS_SHARED), "make DIR shared");
+        check(
+            "stormgen",
+            mount("none", dir, None, libc::MS_SHARED),
+            "make DIR shared",
+        );
         spawn_peer()
     });
     let mntns = std::fs::metadata("/proc/self/ns/mnt").map_or(0, |m| m.ino());
