@@ -337,7 +337,15 @@ fn unshare_and_pivot_root() {
         )
     });
     if vol["via"] == "fanotify" {
-        assert_eq!(vol["relation"], "own", "{vol}");
+        assert_eq!(
+            vol["relation"],
+            "own",
+            "{vol}\nall of the process's records: {:#?}",
+            records
+                .iter()
+                .filter(|r| r["pid"] == pid || r["cause_pid"] == pid)
+                .collect::<Vec<_>>()
+        );
     }
     assert!(
         mine.iter().all(|r| r["container"].is_null()),

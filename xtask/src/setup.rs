@@ -134,7 +134,7 @@ fn cargo_fuzz() -> Result<()> {
         return Ok(());
     }
     eprintln!("xtask: installing cargo-fuzz (a minute or two, once)");
-    run(Command::new("cargo").args(["install", "--locked", "cargo-fuzz@0.13"]))
+    run(Command::new("cargo").args(["install", "--locked", "cargo-fuzz@^0.13"]))
 }
 
 /// The LLVM bpf-linker is dynamically linked against, from its libraries.

@@ -256,6 +256,7 @@ impl Correlator {
             })
             .collect();
         let whereabouts = self.locate(&attached);
+        self.drop_listed(&events);
         let mut emptied: BTreeMap<u32, u32> = BTreeMap::new();
         for ev in events {
             let fanotify::Event::Mount { mask, pid, mnt_id } = ev else {
@@ -301,6 +302,28 @@ impl Correlator {
         for (ns, pid) in emptied {
             self.teardown(ns, pid, batch);
         }
+    }
+
+    /// A new namespace is watched before its first listing, so a mount made
+    /// in between is both in that listing and a fanotify event. The event is
+    /// the truth (it names the process whose call made the mount): the
+    /// listing's guess of the same change goes. Kept, the copy was left over
+    /// for the process's next call to claim (a pivot_root, as a slave).
+    fn drop_listed(&mut self, events: &[fanotify::Event]) {
+        if self.listings == 0 {
+            return;
+        }
+        let seen: BTreeSet<(u64, u64)> = events
+            .iter()
+            .filter_map(|e| match e {
+                fanotify::Event::Mount { mask, mnt_id, .. } => Some((*mnt_id, *mask)),
+                _ => None,
+            })
+            .collect();
+        let before = self.pending.len();
+        self.pending
+            .retain(|p| p.via != Via::Listing || !seen.contains(&(p.mnt_id, p.mask)));
+        self.listings -= (before - self.pending.len()).min(self.listings);
     }
 
     /// A namespace all of whose mounts were detached by one process at once
