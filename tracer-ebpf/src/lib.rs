@@ -61,6 +61,12 @@ pub mod drop {
 }
 
 /// One mount-related syscall, emitted at its exit.
+///
+/// On the ring it is cut short: the [`EVENT_HEAD`] bytes before `strs`, then
+/// the strings packed one after another (slot i after slots 0..i, each
+/// `str_len[i]` bytes, no NUL), so a record is as long as what it carries.
+/// Most records are a tenth of the whole struct, and a ring of a given size
+/// holds ten times as many.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Event {
@@ -91,8 +97,12 @@ pub struct Event {
     /// Bit i: slot i had a pointer but reading user memory failed.
     pub str_fault: u32,
     pub comm: [u8; COMM_LEN],
-    pub strs: [[u8; STR_CAP]; NSTR],
+    /// The string slots, packed (see above).
+    pub strs: [u8; NSTR * STR_CAP],
 }
+
+/// Bytes of an [`Event`] before its strings: the shortest record.
+pub const EVENT_HEAD: usize = core::mem::offset_of!(Event, strs);
 
 /// Byte offsets of the kernel struct members the program reads, computed by
 /// the agent from /sys/kernel/btf/vmlinux at load time (Rust eBPF has no
@@ -161,6 +171,7 @@ pub struct Enter {
 pub const NSFS_MAGIC: u64 = 0x6e73_6673;
 
 const _: () = assert!(size_of::<Event>() == 176 + NSTR * STR_CAP);
+const _: () = assert!(EVENT_HEAD == 176);
 const _: () = assert!(size_of::<Offsets>() == 15 * 4);
 const _: () = assert!(size_of::<Enter>() == 8 + 48 + 32 + 32 + 16);
 

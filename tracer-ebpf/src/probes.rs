@@ -18,13 +18,19 @@ use aya_ebpf::{
     programs::{RawTracePointContext, TracePointContext},
 };
 use aya_log_ebpf::debug;
-use tracer_ebpf::{CLONE_NEWNS, Enter, Event, NSTR, STR_CAP, call, drop};
+use core::mem::size_of;
+
+use tracer_ebpf::{CLONE_NEWNS, EVENT_HEAD, Enter, Event, NSTR, STR_CAP, call, drop};
 
 use crate::task;
 
-/// Default 16 MiB; the agent sets the size with `--ring-size`.
+/// Default 4 MiB; the agent sets the size with `--ring-size`.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(16 << 20, 0);
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Where each CPU builds the event it is about to emit.
+#[map]
+static SCRATCH: PerCpuArray<Event> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-thread state between enter and exit. LRU so that threads killed inside
 /// a syscall cannot fill it for good.
@@ -107,11 +113,12 @@ fn emit(ctx: &TracePointContext) -> u32 {
     let _ = ENTER.remove(&tid);
     // SAFETY: as in `arg`.
     let ret: i64 = unsafe { ctx.read_at::<i64>(RET_OFF) }.unwrap_or(0);
-    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
-        count_drop(drop::RINGBUF_FULL);
+    // Built in a per-CPU scratch event (it does not fit the 512-byte stack)
+    // and copied out as long as it is: a fixed-size reservation would carry
+    // four full string slots in every record.
+    let Some(ev) = SCRATCH.get_ptr_mut(0) else {
         return 0;
     };
-    let ev = entry.as_mut_ptr();
     let cur = task::current();
     // SAFETY: helpers without preconditions.
     let (now, cgroup, uid_gid) = unsafe {
@@ -126,8 +133,9 @@ fn emit(ctx: &TracePointContext) -> u32 {
     } else {
         task::mntns_of(&o, cur)
     };
-    // SAFETY: `ev` points at a reserved, exclusively owned ring-buffer entry.
-    unsafe {
+    // SAFETY: `ev` is this CPU's scratch slot; a program runs to completion
+    // on its CPU, so nothing else uses it meanwhile.
+    let len = unsafe {
         (*ev).ts_ns = now;
         (*ev).latency_ns = now.wrapping_sub(e.ts_ns);
         (*ev).cgroup_id = cgroup;
@@ -145,32 +153,47 @@ fn emit(ctx: &TracePointContext) -> u32 {
         (*ev).comm = bpf_get_current_comm().unwrap_or([0; 16]);
         (*ev).str_trunc = 0;
         (*ev).str_fault = 0;
+        let strs = &mut *core::ptr::addr_of_mut!((*ev).strs);
+        let mut at = 0usize;
         for i in 0..NSTR {
             (*ev).str_len[i] = 0;
             let src = e.str_ptrs[i];
             if src == 0 {
                 continue;
             }
-            // The slice bound is what lets the verifier accept the helper's size.
-            let buf = &mut *core::ptr::addr_of_mut!((*ev).strs[i]);
-            match bpf_probe_read_user_str_bytes(src as *const u8, &mut buf[..]) {
+            // Each slot takes at most STR_CAP - 1 bytes, so `at` stays below
+            // (NSTR - 1) * STR_CAP; the explicit bound is what the verifier
+            // needs to accept the helper's buffer and size.
+            let Some(buf) = strs.get_mut(at..at + STR_CAP) else {
+                break;
+            };
+            match bpf_probe_read_user_str_bytes(src as *const u8, buf) {
                 Ok(s) => {
-                    let len = s.len();
-                    (*ev).str_len[i] = len as u16;
-                    if len == STR_CAP - 1 {
+                    let n = s.len();
+                    (*ev).str_len[i] = n as u16;
+                    if n == STR_CAP - 1 {
                         // Full buffer: cut only if the string goes on.
                         let next: u8 =
-                            bpf_probe_read_user((src + len as u64) as *const u8).unwrap_or(0);
+                            bpf_probe_read_user((src + n as u64) as *const u8).unwrap_or(0);
                         if next != 0 {
                             (*ev).str_trunc |= 1 << i;
                         }
                     }
+                    at += n.min(STR_CAP - 1);
                 }
                 Err(_) => (*ev).str_fault |= 1 << i,
             }
         }
+        EVENT_HEAD + at
+    };
+    // SAFETY: the scratch slot viewed as the bytes it is.
+    let bytes = unsafe { &*(ev as *const [u8; size_of::<Event>()]) };
+    let Some(record) = bytes.get(..len) else {
+        return 0;
+    };
+    if EVENTS.output::<[u8]>(record, 0).is_err() {
+        count_drop(drop::RINGBUF_FULL);
     }
-    entry.submit(0);
     0
 }
 

@@ -109,7 +109,7 @@ pub struct Cli {
     pub show_secrets: bool,
 
     /// Kernel ring buffer size: a power of two, at least one page (e.g. 64K, 16M).
-    #[arg(long, value_name = "BYTES", default_value = "16M", value_parser = parse_ring_size)]
+    #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_ring_size)]
     pub ring_size: u32,
 
     /// Colour in the human stream (auto: only on a terminal). Never with NO_COLOR set.

@@ -61,9 +61,11 @@ impl Raw<'_> {
     }
     fn string(&self, slot: usize) -> Value {
         let e = self.0;
-        let len = (e.str_len[slot] as usize).min(e.strs[slot].len());
+        // Packed: slot `slot` follows the ones before it.
+        let at: usize = e.str_len[..slot].iter().map(|&n| usize::from(n)).sum();
+        let len = usize::from(e.str_len[slot]);
         Value::Str {
-            bytes: e.strs[slot][..len].to_vec(),
+            bytes: e.strs.get(at..at + len).unwrap_or_default().to_vec(),
             truncated: e.str_trunc & (1 << slot) != 0,
             unreadable: e.str_fault & (1 << slot) != 0,
         }
