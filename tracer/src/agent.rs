@@ -33,6 +33,9 @@ use crate::{
 /// How often the kernel's drop counters are read and losses reported.
 const LOSS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long the loop lets calls gather after it handled some.
+const COALESCE: Duration = Duration::from_micros(1000);
+
 /// Events handled before the loop looks at signals and the clock again: on a
 /// host that never stops mounting, the ring never empties.
 const DRAIN_BATCH: usize = 4096;
@@ -67,14 +70,27 @@ impl Stop {
 pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Result<Summary> {
     let filter = Filter::from_cli(cli);
     let offsets = offsets::from_file(&cli.btf)?;
-    let loaded = loader::load(
-        &LoadOptions {
-            offsets,
-            ring_size: cli.ring_size,
-            filter_tgid: filter.kernel_tgid(),
-        },
-        tracefs,
-    )?;
+    // The kernel verifies the programs on this thread while another reads
+    // every namespace's mount table: the two halves of start-up, on two CPUs.
+    // (A mount made between a table's read and the attach is not lost: the
+    // namespace is watched before it is read, and the event comes without a
+    // syscall.)
+    let (loaded, corr) = std::thread::scope(|s| {
+        let model = s.spawn(|| correlator(cli, tracefs, filter.kernel_tgid()));
+        let loaded = loader::load(
+            &LoadOptions {
+                offsets,
+                ring_size: cli.ring_size,
+                filter_tgid: filter.kernel_tgid(),
+            },
+            tracefs,
+        );
+        let corr = model
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("reading the mount tables failed")));
+        (loaded, corr)
+    });
+    let (loaded, corr) = (loaded?, corr?);
     let loader::Loaded {
         ebpf,
         ring,
@@ -92,7 +108,6 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
             }
         });
     }
-    let corr = correlator(cli, tracefs, filter.kernel_tgid())?;
     for call in &skipped {
         eprintln!("mnttrace: notice: this kernel has no tracepoint for {call}; it is not traced");
     }
@@ -125,6 +140,7 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
     let mut st = State {
         show_secrets: cli.show_secrets,
         more: false,
+        handled: 0,
         filter,
         clock,
         next_id: 1,
@@ -152,6 +168,13 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
             // follow: yield, so the runtime polls its drivers (signals,
             // timers) before the ring is read again.
             tokio::task::yield_now().await;
+        } else if std::mem::take(&mut st.handled) > 0 {
+            // Calls came: more are likely. Waiting a moment lets a burst
+            // gather, so it costs one wake-up, one fanotify read and one
+            // write per batch, not per call (in a mount storm these were
+            // half of mnttrace's CPU, and the CPU it takes is the storm's).
+            // A first call after a quiet spell is handled at once.
+            std::thread::sleep(COALESCE);
         }
         let step = tokio::select! {
             guard = ring.readable_mut() => {
@@ -307,6 +330,8 @@ struct State {
     show_secrets: bool,
     /// The last drain stopped at its limit with events left in the ring.
     more: bool,
+    /// Events the drains took since the loop last waited.
+    handled: usize,
     corr: Correlator,
     containers: Containers,
     filter: Filter,
@@ -336,6 +361,7 @@ impl State {
             }
             let Some(item) = ring.next() else { break };
             n += 1;
+            self.handled += 1;
             let Some(raw) = capture::parse_event(&item) else {
                 log::warn!("short ring-buffer record of {} bytes skipped", item.len());
                 continue;

@@ -61,9 +61,8 @@ mod tests {
             e.str_len[i] = s.len() as u16;
         }
         // SAFETY: the head of a plain-data struct, viewed as bytes.
-        let head = unsafe {
-            std::slice::from_raw_parts((&e as *const Event).cast::<u8>(), EVENT_HEAD)
-        };
+        let head =
+            unsafe { std::slice::from_raw_parts((&e as *const Event).cast::<u8>(), EVENT_HEAD) };
         let mut b = head.to_vec();
         for s in strs {
             b.extend_from_slice(s);

@@ -1,5 +1,6 @@
 //! mnttrace's model of the machine's mounts: every mount namespace, its mount
 //! table and the peer groups linking them, kept current as events arrive.
+pub mod discovery;
 pub mod mount;
 pub mod peers;
 pub mod reach;
@@ -18,6 +19,8 @@ pub use table::MountTable;
 pub struct Namespace {
     pub found: Found,
     pub table: MountTable,
+    /// When it was read: a scan of /proc that began before cannot have seen it.
+    pub since: std::time::Instant,
 }
 
 /// What a fresh listing of a namespace changed in the model.
@@ -118,6 +121,7 @@ impl Model {
         let ns = Namespace {
             found: f,
             table: MountTable::new(mounts),
+            since: std::time::Instant::now(),
         };
         self.namespaces.insert(f.inode, ns);
     }

@@ -153,35 +153,41 @@ pub fn statmount(ns_id: u64, mnt_id: u64) -> Result<Stat, Errno> {
             | STATMOUNT_SB_SOURCE,
         mnt_ns_id: ns_id,
     };
-    let mut size = 4096usize;
-    loop {
-        // u64 elements keep the head aligned for the kernel's sake.
-        let mut buf = vec![0u64; size / 8];
-        // SAFETY: req is valid; buf is `size` writable bytes.
-        let r = unsafe {
-            libc::syscall(
-                SYS_STATMOUNT,
-                &req as *const MntIdReq,
-                buf.as_mut_ptr(),
-                size,
-                0,
-            )
-        };
-        match Errno::result(r) {
-            Err(Errno::EOVERFLOW) if size < 1 << 20 => {
-                size *= 4;
-                continue;
-            }
-            Err(e) => return Err(e),
-            Ok(_) => {}
-        }
-        // SAFETY: buf is `size` initialised bytes, viewed as bytes.
-        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, size) };
-        return parse_statmount(bytes).map_err(|e| {
-            log::warn!("statmount of mount {mnt_id}: {e}");
-            Errno::EBADMSG
-        });
+    thread_local! {
+        // One buffer per thread, reused: a propagation into a thousand
+        // namespaces is a thousand calls. u64 elements keep the head aligned
+        // for the kernel's sake.
+        static BUF: std::cell::RefCell<Vec<u64>> = std::cell::RefCell::new(vec![0; 4096 / 8]);
     }
+    BUF.with_borrow_mut(|buf| {
+        loop {
+            let size = buf.len() * 8;
+            // SAFETY: req is valid; buf is `size` writable bytes.
+            let r = unsafe {
+                libc::syscall(
+                    SYS_STATMOUNT,
+                    &req as *const MntIdReq,
+                    buf.as_mut_ptr(),
+                    size,
+                    0,
+                )
+            };
+            match Errno::result(r) {
+                Err(Errno::EOVERFLOW) if size < 1 << 20 => {
+                    buf.resize(size * 4 / 8, 0);
+                    continue;
+                }
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+            // SAFETY: buf is `size` initialised bytes, viewed as bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, size) };
+            return parse_statmount(bytes).map_err(|e| {
+                log::warn!("statmount of mount {mnt_id}: {e}");
+                Errno::EBADMSG
+            });
+        }
+    })
 }
 
 /// Why a statmount(2) reply does not decode.

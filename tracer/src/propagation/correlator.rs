@@ -22,6 +22,7 @@ use super::{
 use crate::{
     model::{
         Change, Found, Model, Mount, Source,
+        discovery::{Discovery, Scan},
         reach::{self, Relation},
     },
     record::{Action, Ended, Evidence, LossReason, Lost, Propagated, Syscall, Via},
@@ -29,12 +30,16 @@ use crate::{
 
 /// How long an event may wait for its syscall once the ring buffer is idle.
 const ORPHAN_AFTER: Duration = Duration::from_secs(1);
+/// How often /proc is scanned for namespaces made or ended unseen.
+const RESCAN: Duration = Duration::from_secs(1);
 /// Recently detached mounts kept for late lookups.
 const GRAVEYARD: usize = 4096;
 /// Mount events waiting for their syscall. When mnttrace falls this far
 /// behind, the oldest are dropped (counted, reported as `backlog`), so memory
 /// stays bounded on a host that mounts faster than it can follow.
 const MAX_PENDING: usize = 32_768;
+/// Processes whose namespace is remembered from their latest call.
+const MAX_SEEN: usize = 65_536;
 /// Namespaces whose propagations' order is remembered.
 const MAX_TRAILS: usize = 4096;
 /// How far below a mount id `locate` looks for a placed one to count from.
@@ -145,6 +150,8 @@ impl Rings {
 
 pub struct Correlator {
     pub model: Model,
+    /// Scans of /proc for namespaces, on a thread of their own.
+    discovery: Option<Discovery>,
     mode: Mode,
     watcher: Option<Watcher>,
     pending: VecDeque<Pending>,
@@ -158,6 +165,8 @@ pub struct Correlator {
     graveyard: HashMap<u64, (u32, Mount)>,
     /// Per namespace: where the propagations its processes caused went.
     trails: HashMap<u32, Trail>,
+    /// Process → the namespace its latest call ended in.
+    seen_in: HashMap<u32, u32>,
     grave_order: VecDeque<u64>,
     /// Namespaces torn down since the last tick.
     ended: Vec<Ended>,
@@ -184,8 +193,18 @@ impl Correlator {
             (_, Some(w)) => Model::load(source, skip, |f| watch(w, f)),
             (_, None) => Model::load(source, skip, |_| {}),
         };
+        // Without propagation no table is read, so no namespace is looked for.
+        let discovery = match mode {
+            Mode::Off => None,
+            _ => Discovery::start(source, skip, RESCAN)
+                .inspect_err(|e| {
+                    log::warn!("no rescan of /proc for namespaces (thread: {e}); only followed calls add them")
+                })
+                .ok(),
+        };
         Correlator {
             model,
+            discovery,
             mode,
             watcher,
             pending: VecDeque::new(),
@@ -194,6 +213,7 @@ impl Correlator {
             kernel_tgid,
             graveyard: HashMap::new(),
             trails: HashMap::new(),
+            seen_in: HashMap::new(),
             grave_order: VecDeque::new(),
             ended: Vec::new(),
             overflows: 0,
@@ -246,10 +266,24 @@ impl Correlator {
         let lo = self.read_started;
         self.read_started = started;
         let batch = self.pending.len();
+        // A mount detached again in the same read (mnttrace is behind a
+        // storm) is not looked for: no namespace has it any more, and the
+        // search for it would ask every one.
+        let gone: BTreeSet<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                fanotify::Event::Mount { mask, mnt_id, .. } if *mask == FAN_MNT_DETACH => {
+                    Some(*mnt_id)
+                }
+                _ => None,
+            })
+            .collect();
         let attached: Vec<(u64, u32)> = events
             .iter()
             .filter_map(|e| match e {
-                fanotify::Event::Mount { mask, pid, mnt_id } if mask & FAN_MNT_ATTACH != 0 => {
+                fanotify::Event::Mount { mask, pid, mnt_id }
+                    if mask & FAN_MNT_ATTACH != 0 && !gone.contains(mnt_id) =>
+                {
                     Some((*mnt_id, *pid))
                 }
                 _ => None,
@@ -410,9 +444,17 @@ impl Correlator {
         let mut homes: HashMap<u32, Option<u32>> = HashMap::new();
         for &(id, pid) in wanted {
             let home = *homes.entry(pid).or_insert_with(|| {
-                std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
-                    .map(|m| m.ino() as u32)
-                    .ok()
+                // Where its latest call left it saves a stat of /proc per
+                // read (a storm's calls come one or two a read); a stale
+                // answer only costs the search below.
+                self.seen_in
+                    .get(&pid)
+                    .copied()
+                    .or_else(|| {
+                        std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+                            .map(|m| m.ino() as u32)
+                            .ok()
+                    })
                     .filter(|ns| self.model.get(*ns).is_some())
             });
             by_home.entry(home).or_default().push(id);
@@ -527,6 +569,10 @@ impl Correlator {
 
     /// The propagation records of one syscall, the model brought up to date.
     pub fn on_syscall(&mut self, s: &Syscall) -> Vec<Propagated> {
+        if self.seen_in.len() >= MAX_SEEN {
+            self.seen_in.clear();
+        }
+        self.seen_in.insert(s.pid, s.mntns_after);
         self.ingest();
         let mut out = Vec::new();
         match effect(s) {
@@ -980,14 +1026,20 @@ impl Correlator {
         (out, ended)
     }
 
+    /// Applies the newest scan of /proc: namespaces no process is in any
+    /// more are dropped, ones no followed call made are read.
     fn rescan(&mut self) {
-        let found = self.model.source.discover(self.model.skipped());
+        let Some(Scan { started, found }) = self.discovery.as_ref().and_then(Discovery::latest)
+        else {
+            return;
+        };
         let alive: BTreeSet<u32> = found.iter().map(|f| f.inode).collect();
+        // One read after the scan began may be of a namespace it missed.
         let dead: Vec<u32> = self
             .model
             .namespaces()
+            .filter(|n| n.since < started && !alive.contains(&n.found.inode))
             .map(|n| n.found.inode)
-            .filter(|i| !alive.contains(i))
             .collect();
         for ns in dead {
             log::debug!("mnt:[{ns}] is gone");
