@@ -76,7 +76,17 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
     // namespace is watched before it is read, and the event comes without a
     // syscall.)
     let (loaded, corr) = std::thread::scope(|s| {
-        let model = s.spawn(|| correlator(cli, tracefs, filter.kernel_tgid()));
+        let model = s.spawn(|| {
+            let corr = correlator(cli, tracefs, filter.kernel_tgid())?;
+            // Each namespace's container looked up now, not on the first
+            // mount that reaches it (at 1,000 namespaces, a thousand cgroup
+            // reads in that mount's path).
+            let mut containers = Containers::new(&cli.runtime_root);
+            for n in corr.model.namespaces() {
+                containers.of_ns(n.found.inode, Some(n.found.pid));
+            }
+            Ok((corr, containers))
+        });
         let loaded = loader::load(
             &LoadOptions {
                 offsets,
@@ -90,7 +100,7 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
             .unwrap_or_else(|_| Err(anyhow::anyhow!("reading the mount tables failed")));
         (loaded, corr)
     });
-    let (loaded, corr) = (loaded?, corr?);
+    let (loaded, (corr, containers)) = (loaded?, corr?);
     let loader::Loaded {
         ebpf,
         ring,
@@ -148,7 +158,7 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
         limit: cli.count,
         losses: Losses::new(),
         corr,
-        containers: Containers::new(&cli.runtime_root),
+        containers,
     };
     if let Err(e) = out.header() {
         if e.kind() == io::ErrorKind::BrokenPipe {

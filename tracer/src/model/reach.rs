@@ -68,18 +68,60 @@ pub enum ReachError {
     Uncovered { ns: u32, path: String },
 }
 
-/// Where a mount made at `path` in namespace `ns` would appear.
+/// Where a mount made at `path` in namespace `ns` would appear, and why the
+/// other namespaces get no copy.
 pub fn predict(model: &Model, ns: u32, path: &str) -> Result<Prediction, ReachError> {
-    predict_except(model, ns, path, &|_| false)
+    let Placed {
+        path,
+        parent,
+        fs_path,
+        targets,
+    } = place(model, ns, path, &|_| false)?;
+    let reached: BTreeSet<u32> = targets.iter().map(|t| t.ns).collect();
+    let blocked = model
+        .namespaces()
+        .filter(|o| !reached.contains(&o.found.inode))
+        .map(|o| Blocked {
+            ns: o.found.inode,
+            reason: why_not(&parent, &fs_path, o.found.inode, model),
+        })
+        .collect();
+    Ok(Prediction {
+        ns,
+        path,
+        parent,
+        targets,
+        blocked,
+    })
 }
 
-/// [`predict`], as if the mounts `skip` says (the ones just made) were not there yet.
-pub fn predict_except(
+/// Where a mount made at `path` in `ns` lands, as if the mounts `skip` says
+/// (the ones just made) were not there yet: the correlator's question, asked
+/// for every mount call. The reasons [`predict`] gives for the namespaces it
+/// does not reach (a string each) were most of a mount storm's cost of it.
+pub fn targets_except(
     model: &Model,
     ns: u32,
     path: &str,
     skip: &dyn Fn(u64) -> bool,
-) -> Result<Prediction, ReachError> {
+) -> Result<Vec<Target>, ReachError> {
+    place(model, ns, path, skip).map(|p| p.targets)
+}
+
+struct Placed {
+    path: String,
+    parent: Mount,
+    /// The mount point's path inside the parent's filesystem.
+    fs_path: String,
+    targets: Vec<Target>,
+}
+
+fn place(
+    model: &Model,
+    ns: u32,
+    path: &str,
+    skip: &dyn Fn(u64) -> bool,
+) -> Result<Placed, ReachError> {
     if !path.starts_with('/') {
         return Err(ReachError::Relative { path: path.into() });
     }
@@ -142,21 +184,11 @@ pub fn predict_except(
     }
     targets.sort_by(|a, b| (a.ns, &a.path).cmp(&(b.ns, &b.path)));
     targets.dedup_by(|a, b| a.ns == b.ns && a.path == b.path);
-    let reached: BTreeSet<u32> = targets.iter().map(|t| t.ns).collect();
-    let blocked = model
-        .namespaces()
-        .filter(|o| !reached.contains(&o.found.inode))
-        .map(|o| Blocked {
-            ns: o.found.inode,
-            reason: why_not(&parent, &fs_path, o.found.inode, model),
-        })
-        .collect();
-    Ok(Prediction {
-        ns,
+    Ok(Placed {
         path,
         parent,
+        fs_path,
         targets,
-        blocked,
     })
 }
 

@@ -221,14 +221,44 @@ pub fn from_mountinfo(mi: procfs::process::MountInfo) -> Mount {
         id: u64::from(mi.mnt_id as u32),
         parent: u64::from(mi.pid as u32),
         old_id: mi.mnt_id as u32,
-        mount_point: mi.mount_point.to_string_lossy().into_owned(),
-        root: mi.root,
+        mount_point: unescape(&mi.mount_point.to_string_lossy()),
+        root: unescape(&mi.root),
         fstype: mi.fs_type,
-        source: mi.mount_source.unwrap_or_default(),
+        source: unescape(&mi.mount_source.unwrap_or_default()),
         options: opts.join(","),
         dev: (maj, min),
         propagation: p,
     }
+}
+
+/// mountinfo's fields with the kernel's octal escapes undone (`\040` for a
+/// space, `\011` tab, `\012` newline, `\134` backslash: show_mountinfo's
+/// mangle), which procfs leaves in place; statmount(2) gives them raw, and
+/// both sources must say the same path.
+fn unescape(field: &str) -> String {
+    if !field.contains('\\') {
+        return field.to_string();
+    }
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0')));
+        match octal {
+            Some(v) if v <= 0xff => {
+                out.push(v as u8);
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A live process in mount namespace `mntns` (a scan of /proc: for when the
@@ -241,4 +271,18 @@ pub fn member_of(mntns: u32) -> Option<u32> {
         .find(|pid| {
             std::fs::metadata(format!("/proc/{pid}/ns/mnt")).is_ok_and(|m| m.ino() as u32 == mntns)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape("/x\\011\\012\\134y"), "/x\t\n\\y");
+        assert_eq!(unescape("/plain"), "/plain");
+        // Not an escape: kept as it is.
+        assert_eq!(unescape("/a\\9x\\04"), "/a\\9x\\04");
+    }
 }

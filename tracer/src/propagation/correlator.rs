@@ -695,8 +695,8 @@ impl Correlator {
         }
         let path = target(s)?;
         let new: BTreeSet<u64> = mine.iter().map(|p| p.mnt_id).collect();
-        let pred =
-            reach::predict_except(&self.model, s.mntns_before, &path, &|id| new.contains(&id))
+        let targets =
+            reach::targets_except(&self.model, s.mntns_before, &path, &|id| new.contains(&id))
                 .ok()?;
         let per_place = if flags & libc::MS_REC != 0 {
             if flags & libc::MS_BIND == 0 {
@@ -716,7 +716,7 @@ impl Correlator {
         } else {
             1
         };
-        Some(pred.targets.len() * per_place)
+        Some(targets.len() * per_place)
     }
 
     fn record(&self, p: &Pending, cause: Option<&Syscall>) -> Propagated {
@@ -768,8 +768,8 @@ impl Correlator {
         }
         let Some(path) = target(s) else { return };
         let new: BTreeSet<u64> = out.iter().map(|p| p.mnt_id).collect();
-        let Ok(pred) =
-            reach::predict_except(&self.model, s.mntns_before, &path, &|id| new.contains(&id))
+        let Ok(targets) =
+            reach::targets_except(&self.model, s.mntns_before, &path, &|id| new.contains(&id))
         else {
             return;
         };
@@ -777,8 +777,7 @@ impl Correlator {
             .iter()
             .filter_map(|p| Some((p.mntns, p.path.clone()?)))
             .collect();
-        let mut free = pred
-            .targets
+        let mut free = targets
             .iter()
             .filter(|t| !taken.contains(&(t.ns, t.path.clone())));
         let mut placed: BTreeMap<u64, (u32, String, Relation)> = BTreeMap::new();

@@ -287,7 +287,7 @@ warm-up per mode ({:.0} s in all). A tracer is started before the storm and coun
 `mnttrace: tracing` line; mountsnoop once blocked in its poll loop (epoll_wait in /proc/PID/syscall: its header line is \
 block-buffered in a file); bpftrace after `Attaching N probes...` and its poll loop. After the storm the bench waits until \
 the tracer idles (under 10 % of a CPU for 300 ms, output no longer growing: *drain*), stops it with SIGINT, and counts the \
-storm process's mount and umount records in its output. mnttrace: `--json` with {}, default ring buffer (16M). mountsnoop \
+storm process's mount and umount records in its output. mnttrace: `--json` with {}, default ring buffer (4M). mountsnoop \
 (Debian's libbpf-tools) and the bpftrace script (`storm.config.bpftrace_script` in benchmarks.json: sys_enter/sys_exit of \
 mount and umount, one line per call with pid, comm, arguments and return value; the mount line takes two printf \
 calls, as one with five strings exceeds the BPF stack in bpftrace 0.17) write stdout to a file, each in a private \
