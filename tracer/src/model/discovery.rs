@@ -55,3 +55,31 @@ fn scan_loop(source: Source, skip: u32, every: Duration, tx: SyncSender<Scan>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::*;
+
+    #[test]
+    fn scans_arrive_and_find_our_namespace() {
+        let ours = std::fs::metadata("/proc/self/ns/mnt").expect("own namespace").ino() as u32;
+        let source = Source::detect();
+        let d = Discovery::start(source, 0, Duration::from_millis(10)).expect("thread");
+        let before = Instant::now();
+        let scan = loop {
+            if let Some(s) = d.latest() {
+                break s;
+            }
+            assert!(before.elapsed() < Duration::from_secs(10), "no scan came");
+            thread::sleep(Duration::from_millis(5));
+        };
+        assert!(scan.started >= before);
+        assert!(
+            scan.found.iter().any(|f| f.inode == ours),
+            "mnt:[{ours}] not among {:?}",
+            scan.found
+        );
+    }
+}
