@@ -95,9 +95,11 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
             },
             tracefs,
         );
-        let corr = model
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("reading the mount tables failed")));
+        let corr = model.join().unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "the thread reading the mount tables panicked"
+            ))
+        });
         (loaded, corr)
     });
     let (loaded, (corr, containers)) = (loaded?, corr?);

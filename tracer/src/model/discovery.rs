@@ -64,7 +64,9 @@ mod tests {
 
     #[test]
     fn scans_arrive_and_find_our_namespace() {
-        let ours = std::fs::metadata("/proc/self/ns/mnt").expect("own namespace").ino() as u32;
+        let ours = std::fs::metadata("/proc/self/ns/mnt")
+            .expect("own namespace")
+            .ino() as u32;
         let source = Source::detect();
         let d = Discovery::start(source, 0, Duration::from_millis(10)).expect("thread");
         let before = Instant::now();

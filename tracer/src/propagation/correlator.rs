@@ -572,7 +572,13 @@ impl Correlator {
         if self.seen_in.len() >= MAX_SEEN {
             self.seen_in.clear();
         }
-        self.seen_in.insert(s.pid, s.mntns_after);
+        // A clone's `mntns_after` is its child's; the caller stays.
+        let stays = matches!(
+            s.call,
+            crate::decode::Call::Clone | crate::decode::Call::Clone3
+        );
+        let now_in = if stays { s.mntns_before } else { s.mntns_after };
+        self.seen_in.insert(s.pid, now_in);
         self.ingest();
         let mut out = Vec::new();
         match effect(s) {
