@@ -17,6 +17,7 @@ use std::{
 use super::{
     Effect, Mode, effect,
     fanotify::{self, FAN_MNT_ATTACH, FAN_MNT_DETACH, Watcher},
+    placement::{self, Candidates},
     target,
 };
 use crate::{
@@ -466,31 +467,34 @@ impl Correlator {
             let Some(home) = *home else { continue };
             let trail = self.trails.get(&home);
             // The nearest placed copy below: the id gap says how many steps
-            // along the ring this one is.
+            // along the ring each one is. Until one of this batch is placed,
+            // one at a time; from it, the rest are guessed at once and checked
+            // together.
             let mut anchor: Option<(u64, u32, u64)> = None;
+            let mut guesses = Vec::with_capacity(ids.len());
             for &id in ids.iter() {
                 let near = anchor.or_else(|| trail.and_then(|t| t.below(id)));
-                let mut tries: [Option<u32>; 3] = [None; 3];
+                let mut tries = Candidates::default();
                 if let Some((at, ns, parent)) = near {
                     let steps = (id - at) as usize;
-                    tries[0] = trail.and_then(|t| t.step(ns, steps));
-                    tries[1] = rings.step(&self.model, ns, parent, steps);
+                    let ring = rings.step(&self.model, ns, parent, steps);
+                    for ns in [trail.and_then(|t| t.step(ns, steps)), ring] {
+                        if let Some(n) = ns.and_then(|ns| self.model.get(ns)) {
+                            tries.push(n.found);
+                        }
+                    }
                 }
-                tries[2] = Some(home);
-                for (i, ns) in tries.iter().enumerate() {
-                    let Some(ns) = *ns else { continue };
-                    if tries[..i].contains(&Some(ns)) {
-                        continue;
-                    }
-                    if let Some(n) = self.model.get(ns)
-                        && let Some(m) = self.model.source.stat(&n.found, id)
-                    {
-                        anchor = Some((id, ns, m.parent));
-                        found.insert(id, (ns, m));
-                        break;
-                    }
+                if let Some(n) = self.model.get(home) {
+                    tries.push(n.found);
+                }
+                if anchor.is_some() {
+                    guesses.push((id, tries));
+                } else if let Some((ns, m)) = tries.check(self.model.source, id) {
+                    anchor = Some((id, ns, m.parent));
+                    found.insert(id, (ns, m));
                 }
             }
+            found.extend(placement::check_all(self.model.source, &guesses));
         }
         let missing: BTreeSet<u64> = wanted
             .iter()
