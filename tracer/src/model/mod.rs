@@ -8,7 +8,9 @@ pub mod source;
 pub mod sys;
 pub mod table;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::HashMap;
 
 pub use mount::{Mount, Propagation};
 pub use peers::{MountRef, PeerIndex};
@@ -48,7 +50,7 @@ impl Model {
             source,
             skip,
             namespaces: BTreeMap::new(),
-            owner: HashMap::new(),
+            owner: HashMap::default(),
             peers: PeerIndex::default(),
         }
     }

@@ -1,6 +1,8 @@
 //! Peer groups and master/slave edges across all namespaces, kept as mounts
 //! come and go, so what a change can reach is found without a full scan.
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use foldhash::HashMap;
 
 use super::mount::Mount;
 

@@ -8,16 +8,18 @@
 //! the syscall returns, so reading the group after a syscall's exit record
 //! finds all of its events.
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     fs::File,
     os::fd::AsFd,
     time::{Duration, SystemTime},
 };
 
+use foldhash::HashMap;
+
 use super::{
     Effect, Mode, effect,
     fanotify::{self, FAN_MNT_ATTACH, FAN_MNT_DETACH, Watcher},
-    placement::{self, Candidates},
+    placement::{Candidates, Placer},
     target,
 };
 use crate::{
@@ -166,6 +168,7 @@ pub struct Correlator {
     graveyard: HashMap<u64, (u32, Mount)>,
     /// Per namespace: where the propagations its processes caused went.
     trails: HashMap<u32, Trail>,
+    placer: Placer,
     /// Process → the namespace its latest call ended in.
     seen_in: HashMap<u32, u32>,
     grave_order: VecDeque<u64>,
@@ -212,9 +215,10 @@ impl Correlator {
             listings: 0,
             read_started: monotonic_ns(),
             kernel_tgid,
-            graveyard: HashMap::new(),
-            trails: HashMap::new(),
-            seen_in: HashMap::new(),
+            graveyard: HashMap::default(),
+            trails: HashMap::default(),
+            placer: Placer::default(),
+            seen_in: HashMap::default(),
             grave_order: VecDeque::new(),
             ended: Vec::new(),
             overflows: 0,
@@ -290,7 +294,11 @@ impl Correlator {
                 _ => None,
             })
             .collect();
-        let whereabouts = self.locate(&attached);
+        let mut whereabouts = self.locate(&attached);
+        let mut uses: HashMap<u64, usize> = HashMap::default();
+        for (id, _) in &attached {
+            *uses.entry(*id).or_default() += 1;
+        }
         self.drop_listed(&events);
         let mut emptied: BTreeMap<u32, u32> = BTreeMap::new();
         for ev in events {
@@ -313,7 +321,15 @@ impl Correlator {
             if let Some((ns, m)) = &was {
                 self.bury(*ns, m.clone());
             }
-            let now = whereabouts.get(&mnt_id).cloned();
+            // Taken by an id's last event, copied for earlier ones (a mount
+            // moved twice within one read).
+            let now = match uses.get_mut(&mnt_id) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    whereabouts.get(&mnt_id).cloned()
+                }
+                _ => whereabouts.remove(&mnt_id),
+            };
             if let Some((ns, m)) = &now {
                 self.model.attach(*ns, m.clone());
             }
@@ -437,12 +453,12 @@ impl Correlator {
     /// reach first, the others only if needed.
     fn locate(&mut self, wanted: &[(u64, u32)]) -> HashMap<u64, (u32, Mount)> {
         use std::os::unix::fs::MetadataExt as _;
-        let mut found: HashMap<u64, (u32, Mount)> = HashMap::new();
+        let mut found: HashMap<u64, (u32, Mount)> = HashMap::default();
         if wanted.is_empty() {
             return found;
         }
         let mut by_home: BTreeMap<Option<u32>, Vec<u64>> = BTreeMap::new();
-        let mut homes: HashMap<u32, Option<u32>> = HashMap::new();
+        let mut homes: HashMap<u32, Option<u32>> = HashMap::default();
         for &(id, pid) in wanted {
             let home = *homes.entry(pid).or_insert_with(|| {
                 // Where its latest call left it saves a stat of /proc per
@@ -494,7 +510,7 @@ impl Correlator {
                     found.insert(id, (ns, m));
                 }
             }
-            found.extend(placement::check_all(self.model.source, &guesses));
+            found.extend(self.placer.check_all(self.model.source, &guesses));
         }
         let missing: BTreeSet<u64> = wanted
             .iter()
@@ -686,7 +702,7 @@ impl Correlator {
                 self.pending.insert(at, p);
             }
         }
-        let mut out: Vec<Propagated> = mine.iter().map(|p| self.record(p, Some(s))).collect();
+        let mut out: Vec<Propagated> = mine.into_iter().map(|p| self.record(p, Some(s))).collect();
         own_first(s, &mut out);
         self.derive(s, &mut out);
         out
@@ -729,18 +745,34 @@ impl Correlator {
         Some(targets.len() * per_place)
     }
 
-    fn record(&self, p: &Pending, cause: Option<&Syscall>) -> Propagated {
+    /// Takes the pending event's mount apart rather than copying its strings.
+    fn record(&self, p: Pending, cause: Option<&Syscall>) -> Propagated {
         let action = match (p.mask & FAN_MNT_ATTACH != 0, p.mask & FAN_MNT_DETACH != 0) {
             (true, true) => Action::Moved,
             (true, false) => Action::Attached,
             _ => Action::Detached,
         };
-        let at = p.now.as_ref().or(p.was.as_ref());
-        let (ns, m) = match at {
-            Some((ns, m)) => (*ns, Some(m)),
+        let from_path = match action {
+            Action::Moved => p.was.as_ref().map(|(_, m)| m.mount_point.clone()),
+            _ => None,
+        };
+        let (ns, m) = match p.now.or(p.was) {
+            Some((ns, m)) => (ns, Some(m)),
             None => (0, None),
         };
-        let path = m.map(|m| m.mount_point.clone());
+        let relation = match (cause, &m) {
+            (Some(s), Some(m)) => Some(relation(s, ns, &m.mount_point, m)),
+            _ => None,
+        };
+        let evidence = if m.is_some() {
+            Evidence::Observed
+        } else {
+            Evidence::Derived
+        };
+        let (path, propagation, fstype, source) = match m {
+            Some(m) => (Some(m.mount_point), m.propagation, m.fstype, m.source),
+            None => (None, Default::default(), String::new(), String::new()),
+        };
         Propagated {
             container: None,
             time: SystemTime::now(),
@@ -748,24 +780,14 @@ impl Correlator {
             cause_pid: (p.pid != 0).then_some(p.pid),
             mntns: ns,
             mnt_id: p.mnt_id,
-            relation: match (cause, m, &path) {
-                (Some(s), Some(m), Some(path)) => Some(relation(s, ns, path, m)),
-                _ => None,
-            },
-            from_path: match action {
-                Action::Moved => p.was.as_ref().map(|(_, m)| m.mount_point.clone()),
-                _ => None,
-            },
+            relation,
+            from_path,
             path,
             action,
-            propagation: m.map(|m| m.propagation).unwrap_or_default(),
-            fstype: m.map(|m| m.fstype.clone()).unwrap_or_default(),
-            source: m.map(|m| m.source.clone()).unwrap_or_default(),
-            evidence: if m.is_some() {
-                Evidence::Observed
-            } else {
-                Evidence::Derived
-            },
+            propagation,
+            fstype,
+            source,
+            evidence,
             via: p.via,
         }
     }
@@ -969,7 +991,7 @@ impl Correlator {
             if let Some(p) = self.pending.pop_front()
                 && (self.kernel_tgid == 0 || p.pid == self.kernel_tgid)
             {
-                out.push(self.record(&p, None));
+                out.push(self.record(p, None));
             }
         }
         self.listings = self
@@ -1028,7 +1050,7 @@ impl Correlator {
         let pending: Vec<Pending> = self.pending.drain(..).collect();
         self.listings = 0;
         let out = pending
-            .iter()
+            .into_iter()
             .filter(|p| self.kernel_tgid == 0 || p.pid == self.kernel_tgid)
             .map(|p| self.record(p, None))
             .collect();

@@ -5,6 +5,13 @@
 //! A propagation into a thousand namespaces is a thousand statmount calls
 //! (~3 µs each, most of the time from a syscall's exit to its copies on the
 //! output), so a large batch is split in two and checked on two threads.
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use nix::{
+    sched::{CpuSet, sched_getaffinity, sched_getcpu, sched_setaffinity},
+    unistd::Pid,
+};
+
 use crate::model::{Found, Mount, Source};
 
 /// Below this many guesses a second thread costs more than it saves.
@@ -38,33 +45,111 @@ impl Candidates {
     }
 }
 
-/// Every guess checked; those found, with their namespace and mount.
-pub fn check_all(source: Source, guesses: &[(u64, Candidates)]) -> Vec<(u64, (u32, Mount))> {
-    let run = |part: &[(u64, Candidates)]| -> Vec<(u64, (u32, Mount))> {
-        part.iter()
-            .filter_map(|(id, c)| c.check(source, *id).map(|hit| (*id, hit)))
-            .collect()
-    };
-    if guesses.len() < PARALLEL_MIN {
-        return run(guesses);
-    }
-    let (a, b) = guesses.split_at(guesses.len() / 2);
-    std::thread::scope(|s| {
-        let other = std::thread::Builder::new()
+type Placed = Vec<(u64, (u32, Mount))>;
+
+fn run(source: Source, part: &[(u64, Candidates)]) -> Placed {
+    part.iter()
+        .filter_map(|(id, c)| c.check(source, *id).map(|hit| (*id, hit)))
+        .collect()
+}
+
+/// Checks guesses, a large batch in two halves at once: one on the caller's
+/// thread, one on a worker that is started on first use and then sleeps
+/// between batches.
+#[derive(Default)]
+pub struct Placer {
+    worker: Option<Worker>,
+}
+
+struct Worker {
+    jobs: SyncSender<(Source, Vec<(u64, Candidates)>)>,
+    done: Receiver<Placed>,
+    tid: Pid,
+    /// The CPU the worker was last kept off.
+    off: Option<usize>,
+}
+
+impl Worker {
+    fn start() -> std::io::Result<Worker> {
+        let (jobs, inbox) = sync_channel::<(Source, Vec<(u64, Candidates)>)>(1);
+        let (outbox, done) = sync_channel(1);
+        let (tell, tid) = sync_channel(1);
+        std::thread::Builder::new()
             .name("mnttrace-place".into())
-            .spawn_scoped(s, || run(b));
-        let mut out = run(a);
-        match other {
-            // A half whose thread failed is simply not found here: the
-            // caller searches for what is missing.
-            Ok(h) => out.extend(h.join().unwrap_or_default()),
-            Err(e) => {
-                log::debug!("no second thread for placement ({e}): one does both halves");
-                out.extend(run(b));
+            .spawn(move || {
+                let _ = tell.send(nix::unistd::gettid());
+                // Ends when the Placer, and with it `jobs`, is dropped.
+                while let Ok((source, part)) = inbox.recv() {
+                    if outbox.send(run(source, &part)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        let tid = tid.recv().map_err(std::io::Error::other)?;
+        Ok(Worker {
+            jobs,
+            done,
+            tid,
+            off: None,
+        })
+    }
+
+    /// Keeps the worker off the caller's CPU. Woken there, it waited for the
+    /// caller's half to end while the other CPU sat idle: the scheduler
+    /// placed one wake-up in three that way on this 2-CPU machine (sched
+    /// traces), doubling the time to place a thousand copies.
+    fn steer(&mut self) {
+        let Ok(here) = sched_getcpu() else { return };
+        if self.off == Some(here) {
+            return;
+        }
+        let Ok(mut allowed) = sched_getaffinity(Pid::from_raw(0)) else {
+            return;
+        };
+        if allowed.unset(here).is_err() {
+            return;
+        }
+        let elsewhere = (0..CpuSet::count()).any(|c| allowed.is_set(c).unwrap_or(false));
+        if elsewhere && sched_setaffinity(self.tid, &allowed).is_ok() {
+            self.off = Some(here);
+        }
+    }
+}
+
+impl Placer {
+    /// Every guess checked; those found, with their namespace and mount.
+    pub fn check_all(&mut self, source: Source, guesses: &[(u64, Candidates)]) -> Placed {
+        if guesses.len() < PARALLEL_MIN {
+            return run(source, guesses);
+        }
+        if self.worker.is_none() {
+            match Worker::start() {
+                Ok(w) => self.worker = Some(w),
+                Err(e) => log::debug!("no second thread for placement ({e}): one does both halves"),
+            }
+        }
+        let (a, b) = guesses.split_at(guesses.len() / 2);
+        let sent = self.worker.as_mut().is_some_and(|w| {
+            w.steer();
+            w.jobs.send((source, b.to_vec())).is_ok()
+        });
+        let mut out = run(source, a);
+        let theirs = if sent {
+            self.worker.as_ref().and_then(|w| w.done.recv().ok())
+        } else {
+            None
+        };
+        match theirs {
+            Some(found) => out.extend(found),
+            None => {
+                // The worker is gone (it cannot fail otherwise): this thread
+                // does its half, and the next large batch starts another.
+                self.worker = None;
+                out.extend(run(source, b));
             }
         }
         out
-    })
+    }
 }
 
 #[cfg(test)]
@@ -118,13 +203,21 @@ mod tests {
             .take(PARALLEL_MIN * 2)
             .map(|id| (*id, c))
             .collect();
-        let got = check_all(Source::Statmount, &guesses);
-        assert_eq!(got.len(), guesses.len());
-        for ((want, _), (id, (ns, m))) in guesses.iter().zip(&got) {
-            assert_eq!((id, *ns, m.id), (want, me.inode, *want));
+        let mut placer = Placer::default();
+        // Twice: the second batch goes to the worker the first one started.
+        for _ in 0..2 {
+            let got = placer.check_all(Source::Statmount, &guesses);
+            assert_eq!(got.len(), guesses.len());
+            for ((want, _), (id, (ns, m))) in guesses.iter().zip(&got) {
+                assert_eq!((id, *ns, m.id), (want, me.inode, *want));
+            }
         }
+        assert!(
+            placer.worker.is_some(),
+            "the worker stays for the next batch"
+        );
         // An id no namespace holds is not found.
-        let none = check_all(Source::Statmount, &[(u64::MAX, c)]);
+        let none = placer.check_all(Source::Statmount, &[(u64::MAX, c)]);
         assert!(none.is_empty());
     }
 }
