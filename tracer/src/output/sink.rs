@@ -92,6 +92,27 @@ fn open(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// What a pipe to the reader is asked to hold (the kernel's default is
+/// 64 KiB). A propagation into a thousand namespaces is ~500 KiB of NDJSON:
+/// in a 64 KiB pipe mnttrace stalls on each of its flushes until the reader
+/// catches up, and meanwhile reads neither the ring nor fanotify.
+const PIPE_SIZE: i32 = 1 << 20;
+
+/// Asks for a pipe of `PIPE_SIZE`; the default stays where that is refused
+/// (above /proc/sys/fs/pipe-max-size without CAP_SYS_RESOURCE, or memory
+/// the user's pipes may not take).
+fn widen_pipe(file: &File) {
+    use nix::fcntl::{FcntlArg, fcntl};
+    match fcntl(file, FcntlArg::F_GETPIPE_SZ) {
+        Ok(size) if size >= PIPE_SIZE => {}
+        _ => {
+            if let Err(e) = fcntl(file, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE)) {
+                log::debug!("output pipe left at its size: F_SETPIPE_SZ: {e}");
+            }
+        }
+    }
+}
+
 impl Sink {
     pub fn stdout() -> io::Result<Sink> {
         use std::os::fd::AsFd as _;
@@ -113,6 +134,9 @@ impl Sink {
     fn new(mut file: File, target: Target) -> io::Result<Sink> {
         let meta = file.metadata()?;
         let seekable = meta.file_type().is_file();
+        if std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()) {
+            widen_pipe(&file);
+        }
         let size = if seekable {
             file.seek(io::SeekFrom::End(0))?
         } else {
@@ -346,6 +370,27 @@ mod tests {
             .lines()
             .map(String::from)
             .collect()
+    }
+
+    /// A pipe as stdout is widened, as far as the kernel allows: it is the
+    /// judge of the size (F_GETPIPE_SZ after the Sink took the pipe).
+    #[test]
+    fn pipe_is_widened() {
+        use nix::fcntl::{FcntlArg, fcntl};
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        let before = fcntl(&w, FcntlArg::F_GETPIPE_SZ).expect("size");
+        let max: i32 = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let sink = Sink::new(File::from(w), Target::Stdout).expect("sink");
+        let after = fcntl(&sink.file, FcntlArg::F_GETPIPE_SZ).expect("size");
+        if max >= PIPE_SIZE || nix::unistd::geteuid().is_root() {
+            assert_eq!(after, PIPE_SIZE, "was {before}");
+        } else {
+            assert!(after >= before);
+        }
+        drop(r);
     }
 
     #[test]
