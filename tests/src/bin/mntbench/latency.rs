@@ -25,18 +25,32 @@ struct Seen {
 
 impl Seen {
     fn take(&mut self, at: u64, line: &str, pid: u32) {
-        let Ok(v) = serde_json::from_str::<Value>(line) else {
+        /// The two fields every line is read for. A `Value` per line (a map,
+        /// a String per key) took this process's thread as much CPU as
+        /// mnttrace's rendering of it, on the same two cores, while the
+        /// copies were still being written.
+        #[derive(serde::Deserialize)]
+        struct Head<'a> {
+            #[serde(borrow)]
+            kind: std::borrow::Cow<'a, str>,
+            cause: Option<u64>,
+        }
+        let Ok(head) = serde_json::from_str::<Head>(line) else {
             return;
         };
-        match v["kind"].as_str() {
-            Some("syscall") if v["pid"] == pid => self.calls.push(v),
-            Some("propagation") => {
-                if let Some(c) = v["cause"].as_u64() {
+        match head.kind.as_ref() {
+            "propagation" => {
+                if let Some(c) = head.cause {
                     self.copies.entry(c).or_default().push(at);
                 }
             }
-            Some("lost") => {
-                if let Some(r) = v["reason"].as_str() {
+            "syscall" | "lost" => {
+                let Ok(v) = serde_json::from_str::<Value>(line) else {
+                    return;
+                };
+                if v["kind"] == "syscall" && v["pid"] == pid {
+                    self.calls.push(v);
+                } else if let Some(r) = v["reason"].as_str() {
                     self.lost.insert(r.into(), v["total"].clone());
                 }
             }

@@ -362,7 +362,8 @@ stdout a pipe read by the bench, each line stamped with CLOCK_MONOTONIC on arriv
 record's `ktime_ns` (the syscall's exit, CLOCK_MONOTONIC). The bench waits for all N (30 s at most) and for the N \
 records of the matching umount before the next mount, so every latency is one mount's, not a queue's. p50/p99/max \
 over every copy; *first/last copy*: median over the mounts of their earliest and latest copy. The bench's reader shares \
-the machine's 2 cores with mnttrace.\n\n\
+the machine's 2 cores with mnttrace; it reads two fields of each line (`kind`, `cause`), the whole line only for syscall \
+and `lost` records.\n\n\
 | propagation | namespaces (on machine) | copies delivered | p50 (ms) | p99 (ms) | max (ms) | first copy p50 (ms) | last copy p50 / max (ms) | umount p50 / p99 (ms) | mnttrace VmHWM (MB) | mnttrace CPU (s) |\n\
 |---|---|---|---|---|---|---|---|---|---|---|\n",
         l["config"]["mounts_per_ns"], l["config"]["mounts"],
