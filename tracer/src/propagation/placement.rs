@@ -212,10 +212,20 @@ mod tests {
                 assert_eq!((id, *ns, m.id), (want, me.inode, *want));
             }
         }
-        assert!(
-            placer.worker.is_some(),
-            "the worker stays for the next batch"
-        );
+        let w = placer
+            .worker
+            .as_ref()
+            .expect("the worker stays for the next batch");
+        // The kernel's view of the worker: off the CPU it was steered from
+        // (with one CPU allowed there is nowhere else, and nothing to check).
+        if let Some(off) = w.off {
+            let mask = sched_getaffinity(w.tid).expect("the worker's affinity");
+            assert_eq!(
+                mask.is_set(off),
+                Ok(false),
+                "the worker may run on CPU {off}"
+            );
+        }
         // An id no namespace holds is not found.
         let none = placer.check_all(Source::Statmount, &[(u64::MAX, c)]);
         assert!(none.is_empty());
