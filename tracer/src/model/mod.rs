@@ -167,6 +167,34 @@ impl Model {
         Ok(change)
     }
 
+    /// After a call changed propagation types (MS_SHARED, MS_PRIVATE…): the
+    /// mounts the model holds take what the kernel says of them now. Mounts
+    /// that came or went meanwhile are left to the calls that made them: read
+    /// in whole here, a mount made right after the change was in the table
+    /// before its own call was handled, and diff mode never reported it.
+    pub fn retype(&mut self, inode: u32) -> Result<(), SourceError> {
+        let Model {
+            source,
+            namespaces,
+            peers,
+            ..
+        } = self;
+        let Some(n) = namespaces.get_mut(&inode) else {
+            return Ok(());
+        };
+        for m in source.list(&n.found)? {
+            let Some(o) = n.table.get(m.id) else {
+                continue;
+            };
+            if o.propagation != m.propagation {
+                peers.remove(inode, o);
+                peers.add(inode, &m);
+            }
+            n.table.insert(m);
+        }
+        Ok(())
+    }
+
     /// [`refresh`](Self::refresh) for mounts that came and went: only the
     /// namespace's id list is read, and only new mounts are looked up.
     pub fn refresh_ids(&mut self, inode: u32) -> Result<Change, SourceError> {

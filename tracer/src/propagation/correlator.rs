@@ -607,7 +607,7 @@ impl Correlator {
             Effect::Propagation => {
                 for ns in self.model.reach(s.mntns_before) {
                     // Types changed, not mounts: the model learns, nothing is reported.
-                    if let Err(e) = self.model.refresh(ns) {
+                    if let Err(e) = self.model.retype(ns) {
                         log::debug!("refreshing mnt:[{ns}]: {e}");
                     }
                 }
