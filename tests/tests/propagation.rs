@@ -95,6 +95,24 @@ both_modes!(
     mount_right_after_a_type_change,
 );
 
+/// The propagation records syscall record `id` caused, as (namespace, path,
+/// action), sorted.
+fn caused(rs: &[Value], id: &Value) -> Vec<(u64, String, String)> {
+    let mut got: Vec<(u64, String, String)> = rs
+        .iter()
+        .filter(|r| r["kind"] == "propagation" && r["cause"] == *id)
+        .map(|r| {
+            (
+                r["mntns"].as_u64().unwrap_or(0),
+                r["path"].as_str().unwrap_or("?").to_string(),
+                r["action"].as_str().unwrap_or("?").to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}
+
 /// A mount made right after a propagation change, the two read in one batch
 /// (mnttrace stopped meanwhile): the change re-reads types only, so the
 /// mount is still its own call's. (Diff mode lost it when the change re-read
@@ -127,27 +145,17 @@ fn mount_right_after_a_type_change(mode: &'static str) {
             })
             .cloned()
     };
-    let caused = |rs: &[Value]| {
+    let reported = |rs: &[Value]| {
         call(rs).is_some_and(|c| {
             rs.iter()
                 .any(|r| r["kind"] == "propagation" && r["cause"] == c["id"])
         })
     };
-    t.wait_for(20, caused);
+    t.wait_for(20, reported);
     std::thread::sleep(std::time::Duration::from_millis(150));
     let rs = t.records();
-    let id = call(&rs).expect("the mount's record")["id"].clone();
-    let got: Vec<(u64, String, String)> = rs
-        .iter()
-        .filter(|r| r["kind"] == "propagation" && r["cause"] == id)
-        .map(|r| {
-            (
-                r["mntns"].as_u64().unwrap_or(0),
-                r["path"].as_str().unwrap_or("?").to_string(),
-                r["action"].as_str().unwrap_or("?").to_string(),
-            )
-        })
-        .collect();
+    let id = &call(&rs).expect("the mount's record")["id"];
+    let got = caused(&rs, id);
     assert_eq!(got, [(ns, xb.clone(), "attached".to_string())], "{rs:#?}");
     w.finish();
 }
@@ -708,18 +716,7 @@ fn one_process_burst_is_split_right() {
         (&xb, "attached"),
     ];
     for (call, (path, action)) in calls.iter().zip(want) {
-        let mut got: Vec<(u64, String, String)> = rs
-            .iter()
-            .filter(|r| r["kind"] == "propagation" && r["cause"] == call["id"])
-            .map(|r| {
-                (
-                    r["mntns"].as_u64().unwrap_or(0),
-                    r["path"].as_str().unwrap_or("?").to_string(),
-                    r["action"].as_str().unwrap_or("?").to_string(),
-                )
-            })
-            .collect();
-        got.sort();
+        let got = caused(&rs, &call["id"]);
         let mut exp = vec![
             (na, path.clone(), action.to_string()),
             (nb, path.clone(), action.to_string()),
