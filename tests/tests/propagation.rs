@@ -145,12 +145,7 @@ fn mount_right_after_a_type_change(mode: &'static str) {
             })
             .cloned()
     };
-    let reported = |rs: &[Value]| {
-        call(rs).is_some_and(|c| {
-            rs.iter()
-                .any(|r| r["kind"] == "propagation" && r["cause"] == c["id"])
-        })
-    };
+    let reported = |rs: &[Value]| call(rs).is_some_and(|c| !caused(rs, &c["id"]).is_empty());
     t.wait_for(20, reported);
     std::thread::sleep(std::time::Duration::from_millis(150));
     let rs = t.records();

@@ -608,7 +608,7 @@ impl Correlator {
                 for ns in self.model.reach(s.mntns_before) {
                     // Types changed, not mounts: the model learns, nothing is reported.
                     if let Err(e) = self.model.retype(ns) {
-                        log::debug!("refreshing mnt:[{ns}]: {e}");
+                        log::debug!("re-reading the types of mnt:[{ns}]: {e}");
                     }
                 }
             }
