@@ -101,6 +101,11 @@ pub struct Event {
     pub strs: [u8; NSTR * STR_CAP],
 }
 
+/// A ring record that carries no event: sent to wake the agent when it went
+/// to sleep while a record was on its way (see `WAKE` in the program).
+/// Shorter than any event, so never taken for one.
+pub const WAKE_RECORD: [u8; 8] = *b"mntwake\0";
+
 /// Bytes of an [`Event`] before its strings: the shortest record.
 pub const EVENT_HEAD: usize = core::mem::offset_of!(Event, strs);
 
@@ -164,7 +169,23 @@ pub struct Enter {
     pub mntns_before: u32,
     /// Set by the fork hook for clone/clone3: the child's namespace.
     pub child_mntns: u32,
-    pub _pad: u32,
+    /// The thread the entry is for: the exit probe checks it, as an LRU map
+    /// may hand a full map's oldest entry to another thread meanwhile.
+    pub tid: u32,
+}
+
+impl Enter {
+    /// What a thread's entry holds before its first call.
+    pub const EMPTY: Enter = Enter {
+        ts_ns: 0,
+        args: [0; 6],
+        aux: [0; 4],
+        str_ptrs: [0; NSTR],
+        call: 0,
+        mntns_before: 0,
+        child_mntns: 0,
+        tid: 0,
+    };
 }
 
 /// `NSFS_MAGIC` from uapi/linux/magic.h: the fd given to setns is a namespace file.
@@ -172,6 +193,7 @@ pub const NSFS_MAGIC: u64 = 0x6e73_6673;
 
 const _: () = assert!(size_of::<Event>() == 176 + NSTR * STR_CAP);
 const _: () = assert!(EVENT_HEAD == 176);
+const _: () = assert!(WAKE_RECORD.len() < EVENT_HEAD);
 const _: () = assert!(size_of::<Offsets>() == 15 * 4);
 const _: () = assert!(size_of::<Enter>() == 8 + 48 + 32 + 32 + 16);
 

@@ -19,6 +19,7 @@ use crate::{
         loader::{self, LoadOptions},
         offsets,
         tracefs::Tracefs,
+        wake::Wake,
     },
     cli::Cli,
     container::Containers,
@@ -106,6 +107,7 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
     let loader::Loaded {
         ebpf,
         ring,
+        wake,
         drops,
         logger,
         attached,
@@ -134,6 +136,7 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
     );
 
     let mut ring = readable(ring).context("watching the ring buffer")?;
+    let mut wake = Wake::new(wake);
     let mut mount_events = match corr.watcher() {
         Some(w) => Some(readable(FdRef(w.as_raw_fd())).context("watching fanotify")?),
         None => None,
@@ -175,11 +178,12 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
     }
 
     let stop = loop {
-        if st.more {
+        let awake = if st.more {
             // The ring is never empty while a host mounts faster than we
             // follow: yield, so the runtime polls its drivers (signals,
             // timers) before the ring is read again.
             tokio::task::yield_now().await;
+            true
         } else if std::mem::take(&mut st.handled) > 0 {
             // Calls came: more are likely. Waiting a moment lets a burst
             // gather, so it costs one wake-up, one fanotify read and one
@@ -187,39 +191,67 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
             // half of mnttrace's CPU, and the CPU it takes is the storm's).
             // A first call after a quiet spell is handled at once.
             std::thread::sleep(COALESCE);
+            true
+        } else {
+            false
+        };
+        // Awake, the agent reads the ring without being woken (the probes
+        // send no wake-up meanwhile). Before it waits it says so, then
+        // looks once more: a record sent before the probes saw that came
+        // without a wake-up. (Woken for anything else, it goes back to
+        // waiting without a look: the probes were told all along.)
+        let mut looked = Ok(None);
+        if !awake && wake.set(true) {
+            looked = st.drain(ring.get_mut(), &mut out, DRAIN_BATCH);
         }
-        let step = tokio::select! {
-            guard = ring.readable_mut() => {
-                let mut guard = guard.context("ring buffer")?;
-                let r = st.drain(guard.get_inner_mut(), &mut out, DRAIN_BATCH);
-                // Left ready when the batch ended first: the loop comes back.
-                if !st.more {
+        let step = if !awake && (st.handled > 0 || st.more || !matches!(looked, Ok(None))) {
+            wake.set(false);
+            looked
+        } else {
+            let step = tokio::select! {
+                _ = std::future::ready(()), if awake => st.drain(ring.get_mut(), &mut out, DRAIN_BATCH),
+                guard = ring.readable_mut() => {
+                    let mut guard = guard.context("ring buffer")?;
+                    let r = st.drain(guard.get_inner_mut(), &mut out, DRAIN_BATCH);
+                    // Left ready when the batch ended first: the loop comes back.
+                    if !st.more {
+                        guard.clear_ready();
+                    }
+                    r
+                }
+                guard = readable_opt(&mut mount_events) => {
+                    let mut guard = guard.context("fanotify")?;
+                    st.corr.ingest();
                     guard.clear_ready();
+                    Ok(None)
                 }
-                r
-            }
-            guard = readable_opt(&mut mount_events) => {
-                let mut guard = guard.context("fanotify")?;
-                st.corr.ingest();
-                guard.clear_ready();
-                Ok(None)
-            }
-            _ = ticker.tick() => st
-                .drain(ring.get_mut(), &mut out, DRAIN_BATCH)
-                .and_then(|stop| match stop {
-                    Some(stop) => Ok(Some(stop)),
-                    None => st.tick(&drops, &mut out).map(|_| None),
-                }),
-            _ = sigint.recv() => Ok(Some(Stop::Signal("SIGINT"))),
-            _ = sigterm.recv() => Ok(Some(Stop::Signal("SIGTERM"))),
-            _ = sighup.recv() => {
-                if reopen_on_hup {
-                    out.reopen().map(|_| None)
-                } else {
-                    Ok(Some(Stop::Signal("SIGHUP")))
+                _ = ticker.tick() => {
+                    // Only if the probes may not know when to wake us.
+                    let drained = if wake.broken() {
+                        st.drain(ring.get_mut(), &mut out, DRAIN_BATCH)
+                    } else {
+                        Ok(None)
+                    };
+                    drained.and_then(|stop| match stop {
+                        Some(stop) => Ok(Some(stop)),
+                        None => st.tick(&drops, &mut out).map(|_| None),
+                    })
                 }
+                _ = sigint.recv() => Ok(Some(Stop::Signal("SIGINT"))),
+                _ = sigterm.recv() => Ok(Some(Stop::Signal("SIGTERM"))),
+                _ = sighup.recv() => {
+                    if reopen_on_hup {
+                        out.reopen().map(|_| None)
+                    } else {
+                        Ok(Some(Stop::Signal("SIGHUP")))
+                    }
+                }
+                _ = &mut deadline => Ok(Some(Stop::Done)),
+            };
+            if st.handled > 0 || st.more {
+                wake.set(false);
             }
-            _ = &mut deadline => Ok(Some(Stop::Done)),
+            step
         };
         match step {
             Ok(Some(stop)) => break stop,
@@ -372,6 +404,9 @@ impl State {
                 break;
             }
             let Some(item) = ring.next() else { break };
+            if *item == tracer_ebpf::WAKE_RECORD {
+                continue;
+            }
             n += 1;
             self.handled += 1;
             let Some(raw) = capture::parse_event(&item) else {

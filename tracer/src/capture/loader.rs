@@ -2,7 +2,7 @@
 //! and attaches every syscall tracepoint this kernel has.
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{RawTracePoint, TracePoint},
 };
 use aya_log::EbpfLogger;
@@ -62,6 +62,8 @@ pub struct Loaded {
     /// Owns the programs and their links: dropping it detaches everything.
     pub ebpf: Ebpf,
     pub ring: RingBuf<MapData>,
+    /// The probes' `WAKE` flag (see `capture::wake`).
+    pub wake: Array<MapData, u32>,
     pub drops: PerCpuArray<MapData, u64>,
     pub logger: Option<EbpfLogger<&'static dyn log::Log>>,
     pub attached: Vec<&'static str>,
@@ -114,6 +116,14 @@ pub fn load(opts: &LoadOptions, tracefs: &Tracefs) -> Result<Loaded, LoadError> 
         name: "EVENTS",
         source,
     })?;
+    let wake = Array::try_from(
+        ebpf.take_map("WAKE")
+            .ok_or(LoadError::Missing("map WAKE"))?,
+    )
+    .map_err(|source| LoadError::Map {
+        name: "WAKE",
+        source,
+    })?;
     let drops = PerCpuArray::try_from(
         ebpf.take_map("DROPS")
             .ok_or(LoadError::Missing("map DROPS"))?,
@@ -125,6 +135,7 @@ pub fn load(opts: &LoadOptions, tracefs: &Tracefs) -> Result<Loaded, LoadError> 
     Ok(Loaded {
         ebpf,
         ring,
+        wake,
         drops,
         logger,
         attached,

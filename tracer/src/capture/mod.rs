@@ -5,6 +5,7 @@ pub mod loader;
 pub mod offsets;
 pub mod privileges;
 pub mod tracefs;
+pub mod wake;
 
 use std::mem::MaybeUninit;
 

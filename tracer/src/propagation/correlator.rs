@@ -37,6 +37,9 @@ const ORPHAN_AFTER: Duration = Duration::from_secs(1);
 const RESCAN: Duration = Duration::from_secs(1);
 /// Recently detached mounts kept for late lookups.
 const GRAVEYARD: usize = 4096;
+/// Allowance between the probe's clock (bpf_ktime_get_ns) and ours
+/// (CLOCK_MONOTONIC through the vDSO): one timekeeper, read two ways.
+const CLOCK_SLACK_NS: u64 = 10_000;
 /// Mount events waiting for their syscall. When mnttrace falls this far
 /// behind, the oldest are dropped (counted, reported as `backlog`), so memory
 /// stays bounded on a host that mounts faster than it can follow.
@@ -599,7 +602,12 @@ impl Correlator {
         );
         let now_in = if stays { s.mntns_before } else { s.mntns_after };
         self.seen_in.insert(s.pid, now_in);
-        self.ingest();
+        // The call's events were queued before it returned: a read begun
+        // since has them all. (In a storm a batch of calls needs one read,
+        // not one each.)
+        if self.read_started <= s.ktime_ns.saturating_add(CLOCK_SLACK_NS) {
+            self.ingest();
+        }
         let mut out = Vec::new();
         match effect(s) {
             Effect::None => {}

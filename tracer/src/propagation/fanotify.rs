@@ -78,7 +78,16 @@ impl Watcher {
         loop {
             match nix::unistd::read(self.fd.as_fd(), buf) {
                 Ok(0) | Err(Errno::EAGAIN) => return Ok(out),
-                Ok(n) => parse(&buf[..n], &mut out),
+                Ok(n) => {
+                    parse(&buf[..n], &mut out);
+                    // fanotify_read stops only when the queue is empty or
+                    // the next event does not fit: a read that left room for
+                    // any event emptied the queue, and the read that would
+                    // say EAGAIN is saved (half of a storm's reads).
+                    if n + ROOM <= buf.len() {
+                        return Ok(out);
+                    }
+                }
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(e),
             }
@@ -95,6 +104,10 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_ne_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
+
+/// More than any event of a mount-only group takes (metadata and one mount
+/// record, 40 bytes).
+const ROOM: usize = 1024;
 
 /// `struct fanotify_event_info_mnt`: a 4-byte header, then (after padding)
 /// the 64-bit mount id, so a record shorter than this cannot hold one.
