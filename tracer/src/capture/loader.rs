@@ -45,6 +45,8 @@ pub enum LoadError {
     },
     #[error("the BPF object has no {0}")]
     Missing(&'static str),
+    #[error("the BPF object has no map {0}")]
+    MissingMap(&'static str),
     #[error("BPF map {name}: {source}")]
     Map {
         name: &'static str,
@@ -108,30 +110,9 @@ pub fn load(opts: &LoadOptions, tracefs: &Tracefs) -> Result<Loaded, LoadError> 
     fork.attach("sched_process_fork")
         .map_err(|source| program_err("fork", source))?;
 
-    let ring = RingBuf::try_from(
-        ebpf.take_map("EVENTS")
-            .ok_or(LoadError::Missing("map EVENTS"))?,
-    )
-    .map_err(|source| LoadError::Map {
-        name: "EVENTS",
-        source,
-    })?;
-    let wake = Array::try_from(
-        ebpf.take_map("WAKE")
-            .ok_or(LoadError::Missing("map WAKE"))?,
-    )
-    .map_err(|source| LoadError::Map {
-        name: "WAKE",
-        source,
-    })?;
-    let drops = PerCpuArray::try_from(
-        ebpf.take_map("DROPS")
-            .ok_or(LoadError::Missing("map DROPS"))?,
-    )
-    .map_err(|source| LoadError::Map {
-        name: "DROPS",
-        source,
-    })?;
+    let ring = take_map(&mut ebpf, "EVENTS")?;
+    let wake = take_map(&mut ebpf, "WAKE")?;
+    let drops = take_map(&mut ebpf, "DROPS")?;
     Ok(Loaded {
         ebpf,
         ring,
@@ -141,6 +122,15 @@ pub fn load(opts: &LoadOptions, tracefs: &Tracefs) -> Result<Loaded, LoadError> 
         attached,
         skipped,
     })
+}
+
+/// Takes map `name` out of the object as the map type the agent uses.
+fn take_map<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, LoadError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
+    T::try_from(map).map_err(|source| LoadError::Map { name, source })
 }
 
 fn program_err(name: &str, source: aya::programs::ProgramError) -> LoadError {
