@@ -44,7 +44,25 @@ impl Discovery {
     }
 }
 
+/// The scan's nice value. At 1,000 namespaces a scan reads a thousand
+/// /proc entries, some milliseconds of CPU once a second: at the lowest
+/// priority it takes a CPU only when the agent's event path does not want
+/// it (on two CPUs the main thread and the placement worker are enough to
+/// fill them while a propagation's copies are handled).
+const SCAN_NICE: libc::c_int = 19;
+
 fn scan_loop(source: Source, skip: u32, every: Duration, tx: SyncSender<Scan>) {
+    // SAFETY: plain syscalls on this thread (a thread's nice value is its
+    // own on Linux). Raising nice needs no privilege; if it fails anyway the
+    // scan only runs at the default priority.
+    let r =
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, SCAN_NICE) };
+    if r != 0 {
+        log::debug!(
+            "the namespace scan stays at default priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     loop {
         thread::sleep(every);
         let started = Instant::now();
@@ -61,6 +79,38 @@ mod tests {
     use std::os::unix::fs::MetadataExt as _;
 
     use super::*;
+
+    /// The scan thread runs at the lowest priority, as the kernel sees it.
+    #[test]
+    fn scan_runs_at_lowest_priority() {
+        let d = Discovery::start(Source::detect(), 0, Duration::from_secs(60)).expect("thread");
+        let nice_of_scan = || -> Option<i64> {
+            for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+                if comm.trim_end() != "mnttrace-scan" {
+                    continue;
+                }
+                let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+                // Fields after the parenthesised comm; nice is field 19.
+                let rest = &stat[stat.rfind(')')? + 2..];
+                return rest.split(' ').nth(16)?.parse().ok();
+            }
+            None
+        };
+        let before = Instant::now();
+        loop {
+            if nice_of_scan() == Some(i64::from(SCAN_NICE)) {
+                break;
+            }
+            assert!(
+                before.elapsed() < Duration::from_secs(10),
+                "scan thread's nice: {:?}",
+                nice_of_scan()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        drop(d);
+    }
 
     #[test]
     fn scans_arrive_and_find_our_namespace() {
