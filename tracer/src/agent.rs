@@ -204,7 +204,8 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
         if !awake && wake.set(true) {
             looked = st.drain(ring.get_mut(), &mut out, DRAIN_BATCH);
         }
-        let step = if !awake && (st.handled > 0 || st.more || !matches!(looked, Ok(None))) {
+        // (`more` implies `handled`: a batch cut short handled some.)
+        let step = if !awake && (st.handled > 0 || !matches!(looked, Ok(None))) {
             wake.set(false);
             looked
         } else {
@@ -248,7 +249,7 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
                 }
                 _ = &mut deadline => Ok(Some(Stop::Done)),
             };
-            if st.handled > 0 || st.more {
+            if st.handled > 0 {
                 wake.set(false);
             }
             step

@@ -85,17 +85,14 @@ mod tests {
     fn scan_runs_at_lowest_priority() {
         let d = Discovery::start(Source::detect(), 0, Duration::from_secs(60)).expect("thread");
         let nice_of_scan = || -> Option<i64> {
-            for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
-                let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-                if comm.trim_end() != "mnttrace-scan" {
-                    continue;
-                }
-                let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
-                // Fields after the parenthesised comm; nice is field 19.
-                let rest = &stat[stat.rfind(')')? + 2..];
-                return rest.split(' ').nth(16)?.parse().ok();
-            }
-            None
+            procfs::process::Process::myself()
+                .ok()?
+                .tasks()
+                .ok()?
+                .flatten()
+                .filter_map(|t| t.stat().ok())
+                .find(|s| s.comm == "mnttrace-scan")
+                .map(|s| s.nice)
         };
         let before = Instant::now();
         loop {
