@@ -290,25 +290,35 @@ fn hostile_strings_and_secrets() {
     assert_eq!(fsconfig["args"]["value"], "hunter2");
 }
 
-#[test]
-fn sigint_is_heard_while_the_ring_never_empties() {
-    use std::io::Write as _;
-    let t = mnttrace_tests::tempdir();
+/// Held by the tests that make a storm: every mnttrace sees every storm, and
+/// one test's 2,000,000 pairs would overflow the other's ring and queues.
+static STORM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `stormgen DIR N` (built beside the tests), waiting for its go.
+fn stormgen(dir: &std::path::Path, pairs: usize) -> std::process::Child {
     let bin = std::env::current_exe().expect("test path");
     let storm_bin = bin
         .parent()
         .and_then(|d| d.parent())
         .expect("target dir")
         .join("stormgen");
-    let tracer = Tracer::start(&["--json", "--output", "/dev/null"]);
-    // A storm far longer than the test: mnttrace falls behind and stays behind.
-    let mut storm = Command::new(storm_bin)
-        .arg(t.path())
-        .arg("2000000")
+    Command::new(storm_bin)
+        .arg(dir)
+        .arg(pairs.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("stormgen");
+        .expect("stormgen")
+}
+
+#[test]
+fn sigint_is_heard_while_the_ring_never_empties() {
+    let _storm = STORM.lock().unwrap_or_else(|e| e.into_inner());
+    use std::io::Write as _;
+    let t = mnttrace_tests::tempdir();
+    let tracer = Tracer::start(&["--json", "--output", "/dev/null"]);
+    // A storm far longer than the test: mnttrace falls behind and stays behind.
+    let mut storm = stormgen(t.path(), 2_000_000);
     let mut go = storm.stdin.take().expect("stdin");
     std::thread::sleep(Duration::from_millis(500));
     go.write_all(b"go\n").expect("go");
@@ -328,4 +338,102 @@ fn sigint_is_heard_while_the_ring_never_empties() {
     );
     // Generous for a loaded machine; without the batch limit it never came.
     assert!(took < Duration::from_secs(20), "SIGINT took {took:?}");
+}
+
+/// Behind by more than a second (stopped while it works through a backlog),
+/// mnttrace still gives each mount event read long ago to the call that
+/// caused it: a tick in between must not take them for orphans.
+#[test]
+fn events_wait_for_their_calls_while_behind() {
+    let _storm = STORM.lock().unwrap_or_else(|e| e.into_inner());
+    use std::io::{BufRead as _, BufReader, Write as _};
+    const PAIRS: usize = 7000;
+    let t = mnttrace_tests::tempdir();
+    // Room in the ring for the whole storm: nothing is lost but time.
+    let tracer = Tracer::start(&["--json", "--ring-size", "16M"]);
+    let mut storm = stormgen(t.path(), PAIRS);
+    let mut go = storm.stdin.take().expect("stdin");
+    let mut said = BufReader::new(storm.stdout.take().expect("stdout")).lines();
+    let mut line = || -> Value {
+        let l = said.next().expect("a line from stormgen").expect("read");
+        serde_json::from_str(&l).expect("stormgen's JSON")
+    };
+    let pid = line()["pid"].as_u64().expect("pid");
+    // A process left in its namespace keeps it alive and known after
+    // stormgen exits: the namespace's end (every mount detached at once, by
+    // stormgen's pid) stays out of the events being checked.
+    let mut keeper = Command::new("nsenter")
+        .arg(format!("--mount=/proc/{pid}/ns/mnt"))
+        .args(["sleep", "120"])
+        .spawn()
+        .expect("nsenter");
+    // Its namespace is watched once mnttrace has handled its unshare.
+    tracer.wait_for(30, |r| {
+        syscalls_of(r, pid as u32)
+            .iter()
+            .any(|s| s["args"]["source"] == "stormbase")
+    });
+    // The storm runs while mnttrace is stopped: it wakes to a backlog
+    // (14,000 events, within fanotify's queue of 16,384).
+    tracer.signal(Signal::SIGSTOP);
+    go.write_all(b"go\n").expect("go");
+    let done = line();
+    assert_eq!(done["failed"], 0, "{done}");
+    let _ = storm.wait();
+    tracer.signal(Signal::SIGCONT);
+    // Its first call reads every event; once it has written some of the
+    // backlog (a debug build takes most of a second for all of it), it is
+    // stopped again, for longer than an unclaimed event is kept.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tracer.stdout().len() < 3000 {
+        assert!(Instant::now() < deadline, "no storm records");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    tracer.signal(Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(2500));
+    tracer.signal(Signal::SIGCONT);
+    let storm_calls = |r: &[Value]| {
+        syscalls_of(r, pid as u32)
+            .iter()
+            .filter(|s| s["args"]["source"] == "storm" || s["call"] == "umount2")
+            .count()
+    };
+    tracer.wait_for(60, |r| storm_calls(r) >= 2 * PAIRS);
+    // A tick more, for any orphan to show.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, stdout, stderr) = tracer.stop();
+    let _ = keeper.kill();
+    let _ = keeper.wait();
+    assert!(status.success(), "{status}: {stderr:?}");
+    let records = mnttrace_tests::parse(&stdout);
+    assert_eq!(storm_calls(&records), 2 * PAIRS);
+    let lost: Vec<&Value> = records.iter().filter(|r| r["kind"] == "lost").collect();
+    assert!(lost.is_empty(), "{lost:?}");
+    // Each call's own attach or detach, with its cause; none without.
+    let ids: std::collections::BTreeSet<u64> = syscalls_of(&records, pid as u32)
+        .iter()
+        .filter(|s| s["args"]["source"] == "storm" || s["call"] == "umount2")
+        .filter_map(|s| s["id"].as_u64())
+        .collect();
+    let storm_dir = format!("{}/t", t.path().display());
+    let moves: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["kind"] == "propagation" && r["path"] == storm_dir.as_str())
+        .collect();
+    // (Without a cause the place may be unknown: any of stormgen's counts.)
+    let orphans = records
+        .iter()
+        .filter(|r| r["kind"] == "propagation" && r["cause_pid"] == pid && r["cause"].is_null())
+        .count();
+    let caused: std::collections::BTreeSet<u64> =
+        moves.iter().filter_map(|r| r["cause"].as_u64()).collect();
+    assert!(!moves.is_empty(), "no mount event at {storm_dir}");
+    assert_eq!(orphans, 0, "events reported without their call");
+    let without: Vec<&u64> = ids.difference(&caused).collect();
+    let unknown: Vec<&u64> = caused.difference(&ids).collect();
+    assert!(
+        without.is_empty() && unknown.is_empty(),
+        "calls without their mount event: {without:?}; causes not among the calls: {unknown:?}"
+    );
+    assert_eq!(moves.len(), 2 * PAIRS);
 }

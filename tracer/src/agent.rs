@@ -210,7 +210,11 @@ pub async fn run(cli: &Cli, tracefs: &Tracefs, mut out: Output) -> anyhow::Resul
             looked
         } else {
             let step = tokio::select! {
-                _ = std::future::ready(()), if awake => st.drain(ring.get_mut(), &mut out, DRAIN_BATCH),
+                // Through a yield, not at once: the runtime polls its
+                // drivers then (signals, timers), which it otherwise does
+                // only when the loop waits, and an awake loop never does
+                // while calls keep coming.
+                _ = tokio::task::yield_now(), if awake => st.drain(ring.get_mut(), &mut out, DRAIN_BATCH),
                 guard = ring.readable_mut() => {
                     let mut guard = guard.context("ring buffer")?;
                     let r = st.drain(guard.get_inner_mut(), &mut out, DRAIN_BATCH);
@@ -489,7 +493,7 @@ impl State {
     ) -> io::Result<()> {
         self.losses.report(drops, out)?;
         self.containers.tick();
-        let (orphans, ended, lost) = self.corr.tick();
+        let (orphans, ended, lost) = self.corr.tick(!self.more);
         for l in lost {
             out.write(&Record::Lost(l))?;
         }

@@ -161,11 +161,23 @@ pub struct Correlator {
     mode: Mode,
     watcher: Option<Watcher>,
     pending: VecDeque<Pending>,
+    /// Events queued before the latest call began, which no call has
+    /// claimed: in front of `pending`, in order. They wait there to become
+    /// orphans, out of the way of the calls that follow (when calls are
+    /// lost in a storm their events pile up, and a call's search and its
+    /// removals walked and shifted them all). Empty while `listings` > 0.
+    aged: VecDeque<Pending>,
     /// Entries of `pending` from listings: the only ones whose `lo` is out of
     /// order (fanotify reads queue in time order), so while there are none a
     /// call's search can stop at the first event queued after it.
     listings: usize,
     read_started: u64,
+    /// How far the ring has been read (CLOCK_MONOTONIC ns): the exit of the
+    /// latest call handled, or the last tick that found mnttrace caught up.
+    /// Every call that ended before it has been handled, so it is the clock
+    /// by which unclaimed events age (behind, their calls are still in the
+    /// ring, however long ago they were read).
+    ring_at: u64,
     /// Only this process's syscalls reach us (kernel-side --pid); its events alone matter.
     kernel_tgid: u32,
     graveyard: HashMap<u64, (u32, Mount)>,
@@ -215,8 +227,10 @@ impl Correlator {
             mode,
             watcher,
             pending: VecDeque::new(),
+            aged: VecDeque::new(),
             listings: 0,
             read_started: monotonic_ns(),
+            ring_at: 0,
             kernel_tgid,
             graveyard: HashMap::default(),
             trails: HashMap::default(),
@@ -273,7 +287,7 @@ impl Correlator {
         let hi = monotonic_ns();
         let lo = self.read_started;
         self.read_started = started;
-        let batch = self.pending.len();
+        let batch = self.aged.len() + self.pending.len();
         // A mount detached again in the same read (mnttrace is behind a
         // storm) is not looked for: no namespace has it any more, and the
         // search for it would ask every one.
@@ -347,8 +361,8 @@ impl Correlator {
                 via: Via::Fanotify,
             });
         }
-        while self.pending.len() > MAX_PENDING {
-            if let Some(p) = self.pending.pop_front() {
+        while self.aged.len() + self.pending.len() > MAX_PENDING {
+            if let Some(p) = self.aged.pop_front().or_else(|| self.pending.pop_front()) {
                 self.backlog += 1;
                 self.listings -= usize::from(p.via == Via::Listing).min(self.listings);
             }
@@ -394,6 +408,7 @@ impl Correlator {
         }
         log::debug!("mnt:[{ns}] emptied by pid {pid}, which is not in it: ended");
         self.model.forget(ns);
+        self.unage();
         // The mounts its table had (what mountinfo showed); detaches of mounts
         // no table lists (below the root) go with them uncounted.
         let mut mounts = 0;
@@ -602,6 +617,7 @@ impl Correlator {
         );
         let now_in = if stays { s.mntns_before } else { s.mntns_after };
         self.seen_in.insert(s.pid, now_in);
+        self.ring_at = self.ring_at.max(s.ktime_ns);
         // The call's events were queued before it returned: a read begun
         // since has them all. (In a storm a batch of calls needs one read,
         // not one each.)
@@ -633,6 +649,32 @@ impl Correlator {
         out
     }
 
+    /// Moves the events queued before `enter` to `aged`, and back those
+    /// queued since (a call that began earlier than the one before it, in
+    /// another thread). The queues stay one sequence, sorted by `hi` while
+    /// there are no listings; each event moves only when the boundary
+    /// passes it.
+    fn age(&mut self, enter: u64) {
+        let from = self.aged.partition_point(|p| p.hi < enter);
+        while self.aged.len() > from {
+            if let Some(p) = self.aged.pop_back() {
+                self.pending.push_front(p);
+            }
+        }
+        let to = self.pending.partition_point(|p| p.hi < enter);
+        self.aged.extend(self.pending.drain(..to));
+    }
+
+    /// Puts `aged` back in front of `pending`: for the rare walks of the
+    /// whole queue, and before a listing's events (out of order) join it.
+    fn unage(&mut self) {
+        if !self.aged.is_empty() {
+            let mut all = std::mem::take(&mut self.aged);
+            all.append(&mut self.pending);
+            self.pending = all;
+        }
+    }
+
     /// The pending events this syscall caused (fanotify events, and what a
     /// new namespace's first listing found).
     fn claim(&mut self, s: &Syscall) -> Vec<Propagated> {
@@ -644,8 +686,10 @@ impl Correlator {
         // collected: when mnttrace falls behind the queue is long, and
         // rebuilding it for every call made catching up quadratic.
         let mut taken = Vec::new();
-        let mut open = true;
         let sorted = self.listings == 0;
+        if sorted {
+            self.age(enter);
+        }
         for (i, p) in self.pending.iter().enumerate() {
             if sorted && p.lo > exit {
                 break;
@@ -653,11 +697,12 @@ impl Correlator {
             if p.pid != s.pid || p.hi < enter || p.lo > exit {
                 continue;
             }
-            if open && kinds.contains(&p.mask) {
-                taken.push(i);
-            } else {
-                open = false;
+            if !kinds.contains(&p.mask) {
+                // Nothing after it is this call's: stop, or a queue long
+                // from falling behind is walked whole for every call.
+                break;
             }
+            taken.push(i);
         }
         if taken.is_empty() {
             return Vec::new();
@@ -920,6 +965,7 @@ impl Correlator {
         // of unshare, the child of clone): they claim these like fanotify
         // events; unclaimed, they are reported as such.
         let hi = monotonic_ns();
+        self.unage();
         let mounts = extra
             .attached
             .into_iter()
@@ -987,16 +1033,28 @@ impl Correlator {
         Some(extra)
     }
 
-    /// Periodic work, right after the ring buffer was drained: mount events
-    /// no syscall claimed, dead and newly found namespaces, fanotify queue
-    /// overflows.
-    pub fn tick(&mut self) -> (Vec<Propagated>, Vec<Ended>, Vec<Lost>) {
+    /// Periodic work: mount events no syscall claimed, dead and newly found
+    /// namespaces, fanotify queue overflows.
+    ///
+    /// `caught_up`: the ring was read to its end, and mnttrace waits for more.
+    pub fn tick(&mut self, caught_up: bool) -> (Vec<Propagated>, Vec<Ended>, Vec<Lost>) {
         self.ingest();
+        if caught_up {
+            self.ring_at = monotonic_ns();
+        }
         let mut out = Vec::new();
         let ended = std::mem::take(&mut self.ended);
-        let limit = monotonic_ns().saturating_sub(ORPHAN_AFTER.as_nanos() as u64);
-        while self.pending.front().is_some_and(|p| p.hi < limit) {
-            if let Some(p) = self.pending.pop_front()
+        let limit = self.ring_at.saturating_sub(ORPHAN_AFTER.as_nanos() as u64);
+        loop {
+            let queue = if self.aged.is_empty() {
+                &mut self.pending
+            } else {
+                &mut self.aged
+            };
+            if queue.front().is_none_or(|p| p.hi >= limit) {
+                break;
+            }
+            if let Some(p) = queue.pop_front()
                 && (self.kernel_tgid == 0 || p.pid == self.kernel_tgid)
             {
                 out.push(self.record(p, None));
@@ -1055,6 +1113,7 @@ impl Correlator {
     pub fn finish(&mut self) -> (Vec<Propagated>, Vec<Ended>) {
         self.ingest();
         let ended = std::mem::take(&mut self.ended);
+        self.unage();
         let pending: Vec<Pending> = self.pending.drain(..).collect();
         self.listings = 0;
         let out = pending
