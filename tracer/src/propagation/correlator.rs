@@ -656,10 +656,8 @@ impl Correlator {
     /// passes it.
     fn age(&mut self, enter: u64) {
         let from = self.aged.partition_point(|p| p.hi < enter);
-        while self.aged.len() > from {
-            if let Some(p) = self.aged.pop_back() {
-                self.pending.push_front(p);
-            }
+        for p in self.aged.drain(from..).rev() {
+            self.pending.push_front(p);
         }
         let to = self.pending.partition_point(|p| p.hi < enter);
         self.aged.extend(self.pending.drain(..to));
