@@ -705,14 +705,22 @@ impl Correlator {
         if taken.is_empty() {
             return Vec::new();
         }
-        // Removed back to front, so the indices still hold; cheap when they
-        // sit near either end of the queue, as a call's events do.
-        let mut mine: Vec<Pending> = taken
-            .iter()
-            .rev()
-            .filter_map(|&i| self.pending.remove(i))
-            .collect();
-        mine.reverse();
+        // A call's events are usually one run: taken out at once (a
+        // propagation into a thousand namespaces is a thousand of them).
+        // Otherwise removed back to front, so the indices still hold; cheap
+        // when they sit near either end of the queue, as a call's events do.
+        let (first, last) = (taken[0], taken[taken.len() - 1]);
+        let mut mine: Vec<Pending> = if last - first + 1 == taken.len() {
+            self.pending.drain(first..=last).collect()
+        } else {
+            let mut back: Vec<Pending> = taken
+                .iter()
+                .rev()
+                .filter_map(|&i| self.pending.remove(i))
+                .collect();
+            back.reverse();
+            back
+        };
         self.listings = self
             .listings
             .saturating_sub(mine.iter().filter(|p| p.via == Via::Listing).count());
@@ -772,8 +780,8 @@ impl Correlator {
         }
         let path = target(s)?;
         let new: BTreeSet<u64> = mine.iter().map(|p| p.mnt_id).collect();
-        let targets =
-            reach::targets_except(&self.model, s.mntns_before, &path, &|id| new.contains(&id))
+        let places =
+            reach::count_except(&self.model, s.mntns_before, &path, &|id| new.contains(&id))
                 .ok()?;
         let per_place = if flags & libc::MS_REC != 0 {
             if flags & libc::MS_BIND == 0 {
@@ -793,7 +801,7 @@ impl Correlator {
         } else {
             1
         };
-        Some(targets.len() * per_place)
+        Some(places * per_place)
     }
 
     /// Takes the pending event's mount apart rather than copying its strings.
