@@ -324,12 +324,12 @@ impl Correlator {
                 continue;
             };
             let was = if mask & FAN_MNT_DETACH != 0 {
-                let was = self.model.find(mnt_id).map(|(ns, m)| (ns, m.clone()));
-                if let Some((ns, _)) = &was {
-                    self.model.detach(*ns, mnt_id);
-                    if self.model.get(*ns).is_some_and(|n| n.table.is_empty()) {
-                        emptied.insert(*ns, pid);
-                    }
+                let ns = self.model.find(mnt_id).map(|(ns, _)| ns);
+                let was = ns.and_then(|ns| Some((ns, self.model.detach(ns, mnt_id)?)));
+                if let Some((ns, _)) = &was
+                    && self.model.get(*ns).is_some_and(|n| n.table.is_empty())
+                {
+                    emptied.insert(*ns, pid);
                 }
                 was.or_else(|| self.graveyard.get(&mnt_id).cloned())
             } else {
