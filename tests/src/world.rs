@@ -63,6 +63,16 @@ impl Ns {
         serde_json::from_str(&line).expect("answer is JSON")
     }
 
+    /// Runs `steps` back to back and exits right after the last one (no
+    /// answer comes), then waits until the driver is gone.
+    pub fn run_then_exit(mut self, mut steps: Vec<Value>) {
+        steps.push(json!({"op": "exit"}));
+        let batch = json!({"op": "batch", "steps": steps});
+        writeln!(self.stdin, "{batch}").expect("send steps");
+        self.stdin.flush().expect("send steps");
+        let _ = self.child.wait();
+    }
+
     /// The namespace's mount table, from the kernel.
     pub fn table(&self) -> Vec<MountLine> {
         mountinfo(self.pid)

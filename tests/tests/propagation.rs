@@ -914,6 +914,47 @@ fn namespace_end_is_one_record() {
     w.finish();
 }
 
+/// A process that unmounts and exits at once, the last in its namespace:
+/// the umount2 keeps its detach (read in one batch with the namespace's end,
+/// it was counted with the end about half the time) and the end counts the
+/// mounts left. Several rounds: the two are read together only sometimes.
+#[test]
+fn umount_just_before_the_end_is_the_calls() {
+    let mut w = World::new("fanotify");
+    w.trace();
+    for round in 0..6 {
+        let d = Dirs::new();
+        let a = x_in_fresh(&mut w, &d, &[]);
+        let left = w.nss[a].table().len() - 1;
+        let (ns, pid) = (w.nss[a].mntns, w.nss[a].pid);
+        w.nss.remove(a).run_then_exit(vec![umount(&d.x, 0)]);
+        let t = w.tracer.as_ref().expect("tracer");
+        let ended =
+            |r: &Value| r["kind"] == "namespace_ended" && r["mntns"] == ns && r["pid"] == pid;
+        let call = |r: &Value| r["kind"] == "syscall" && r["pid"] == pid && r["call"] == "umount2";
+        let rs = t.wait_for(20, |rs| rs.iter().any(ended) && rs.iter().any(call));
+        let umount2 = rs.iter().find(|r| call(r)).expect("umount2");
+        let its: Vec<&Value> = rs
+            .iter()
+            .filter(|r| r["kind"] == "propagation" && r["cause"] == umount2["id"])
+            .collect();
+        assert_eq!(
+            its.len(),
+            1,
+            "round {round}: {umount2}
+{its:#?}"
+        );
+        assert_eq!(
+            (&its[0]["action"], &its[0]["path"]),
+            (&json!("detached"), &json!(d.x)),
+            "round {round}"
+        );
+        let end = rs.iter().find(|r| ended(r)).expect("ended");
+        assert_eq!(end["mounts"], left, "round {round}: {end}");
+    }
+    w.finish();
+}
+
 /// More mount events than the kernel's fanotify queue holds while mnttrace
 /// is stopped: the overflow is reported as lost, the model re-reads every
 /// namespace, and the next call is reported exactly again.

@@ -409,18 +409,32 @@ impl Correlator {
         log::debug!("mnt:[{ns}] emptied by pid {pid}, which is not in it: ended");
         self.model.forget(ns);
         self.unage();
+        // Its detaches may span reads; those of mounts no table listed
+        // (below the root) are taken from this read only.
+        let part = |i: usize, p: &Pending| {
+            let here = p.was.as_ref().map(|(n, _)| *n);
+            p.pid == pid
+                && p.mask == FAN_MNT_DETACH
+                && (here == Some(ns) || (here.is_none() && i >= batch))
+        };
+        // The kernel detaches a dying namespace's mounts root first (a walk
+        // of its tree): the process's detaches before that are its own calls'
+        // (an umount2 just before it exited, read in the same batch, was
+        // taken for the end half the time), left for them to claim.
+        let root_first = |p: &Pending| p.was.as_ref().is_none_or(|(_, m)| m.mount_point == "/");
+        let start = self
+            .pending
+            .iter()
+            .enumerate()
+            .position(|(i, p)| part(i, p) && root_first(p))
+            .unwrap_or(0);
         // The mounts its table had (what mountinfo showed); detaches of mounts
-        // no table lists (below the root) go with them uncounted.
+        // no table lists go with them uncounted.
         let mut mounts = 0;
         let mut keep = VecDeque::with_capacity(self.pending.len());
         for (i, p) in self.pending.drain(..).enumerate() {
-            // Its detaches may span reads; those of mounts no table listed
-            // are taken from this read only.
             let here = p.was.as_ref().map(|(n, _)| *n);
-            let part = p.pid == pid
-                && p.mask == FAN_MNT_DETACH
-                && (here == Some(ns) || (here.is_none() && i >= batch));
-            if part {
+            if i >= start && part(i, &p) {
                 mounts += usize::from(here.is_some());
             } else {
                 keep.push_back(p);
