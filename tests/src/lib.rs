@@ -166,6 +166,16 @@ impl Drop for Tracer {
     }
 }
 
+/// A child killed when the test ends, however it ends.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// NDJSON lines, each validated against docs/mnttrace-v1.schema.json.
 pub fn parse(lines: &[String]) -> Vec<Value> {
     let validator = validator();

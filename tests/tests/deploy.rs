@@ -16,7 +16,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mnttrace_tests::{collect, docker::Engine, mnttrace_bin, mount_in_private_namespace, tempdir};
+use mnttrace_tests::{
+    Killed, collect, docker::Engine, mnttrace_bin, mount_in_private_namespace, tempdir,
+};
 use serde_json::Value;
 
 const MANIFEST: &str = include_str!("../../deploy/daemonset.yaml");
@@ -442,16 +444,6 @@ fn check_records(lines: &[String], source: &str) {
 fn has_mount(lines: &[String], source: &str) -> bool {
     let needle = format!("\"source\":\"{source}\"");
     lines.iter().any(|l| l.contains(&needle))
-}
-
-/// A child killed when the test ends, however it ends.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The entrypoint as the kubelet would start it, with the local binary in

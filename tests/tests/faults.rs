@@ -362,11 +362,13 @@ fn events_wait_for_their_calls_while_behind() {
     // A process left in its namespace keeps it alive and known after
     // stormgen exits: the namespace's end (every mount detached at once, by
     // stormgen's pid) stays out of the events being checked.
-    let mut keeper = Command::new("nsenter")
-        .arg(format!("--mount=/proc/{pid}/ns/mnt"))
-        .args(["sleep", "120"])
-        .spawn()
-        .expect("nsenter");
+    let keeper = mnttrace_tests::Killed(
+        Command::new("nsenter")
+            .arg(format!("--mount=/proc/{pid}/ns/mnt"))
+            .args(["sleep", "120"])
+            .spawn()
+            .expect("nsenter"),
+    );
     // Its namespace is watched once mnttrace has handled its unshare.
     tracer.wait_for(30, |r| {
         syscalls_of(r, pid as u32)
@@ -402,8 +404,7 @@ fn events_wait_for_their_calls_while_behind() {
     // A tick more, for any orphan to show.
     std::thread::sleep(Duration::from_millis(1500));
     let (status, stdout, stderr) = tracer.stop();
-    let _ = keeper.kill();
-    let _ = keeper.wait();
+    drop(keeper);
     assert!(status.success(), "{status}: {stderr:?}");
     let records = mnttrace_tests::parse(&stdout);
     assert_eq!(storm_calls(&records), 2 * PAIRS);
