@@ -19,11 +19,17 @@ pub enum Format {
 pub struct Output {
     sink: Sink,
     format: Format,
+    /// A JSON line being written.
+    scratch: Vec<u8>,
 }
 
 impl Output {
     pub fn new(sink: Sink, format: Format) -> Self {
-        Output { sink, format }
+        Output {
+            sink,
+            format,
+            scratch: Vec::new(),
+        }
     }
 
     fn render(&self, r: &Record) -> String {
@@ -42,8 +48,16 @@ impl Output {
     }
 
     pub fn write(&mut self, r: &Record) -> io::Result<()> {
-        let line = self.render(r);
-        self.sink.push(&line, matches!(r, Record::Syscall(_)))
+        let call = matches!(r, Record::Syscall(_));
+        match &self.format {
+            Format::Human(h) => self.sink.push(&h.line(r), call),
+            Format::Json { node } => {
+                self.scratch.clear();
+                json::write(&mut self.scratch, r, node.as_deref());
+                let line = std::str::from_utf8(&self.scratch).map_err(io::Error::other)?;
+                self.sink.push(line, call)
+            }
+        }
     }
 
     /// Writes what is queued; once writing works again after a failure, a
