@@ -993,3 +993,124 @@ fn fanotify_overflow_is_reported_and_recovered() {
     let last = stderr.last().cloned().unwrap_or_default();
     assert!(!last.contains(" 0 events lost"), "{last}");
 }
+
+/// `STATX_MNT_ID_UNIQUE` (Linux 6.8), not in the libc crate yet.
+const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
+
+/// The unique 64-bit id of the mount at `path` (resolved where the path
+/// leads: through /proc/PID/root, in that process's namespace).
+fn unique_mount_id(path: &str) -> u64 {
+    let c = std::ffi::CString::new(path).expect("path");
+    // SAFETY: a zeroed statx is a valid out-parameter; the path is a C string.
+    unsafe {
+        let mut st: libc::statx = std::mem::zeroed();
+        let r = libc::statx(libc::AT_FDCWD, c.as_ptr(), 0, STATX_MNT_ID_UNIQUE, &mut st);
+        assert_eq!(r, 0, "statx {path}: {}", std::io::Error::last_os_error());
+        assert!(
+            st.stx_mask & STATX_MNT_ID_UNIQUE != 0,
+            "{path}: no unique id"
+        );
+        st.stx_mnt_id
+    }
+}
+
+/// One mount reaching 300 namespaces (clones each holding a peer of the
+/// shared mount it is made under, the latency benchmark's farm): every copy
+/// is reported once, in the namespace, at the path and with the unique id
+/// the kernel gives it, as a peer of the call's own. A batch this large is
+/// looked up on two threads; the scenarios above make a few copies at a time.
+#[test]
+fn a_propagation_into_300_namespaces_is_reported_copy_by_copy() {
+    use std::{
+        io::{BufRead as _, BufReader, Write as _},
+        os::unix::fs::MetadataExt as _,
+        process::{Command, Stdio},
+    };
+    const N: usize = 300;
+    let t = tempdir();
+    let dir = format!("{}/farm", t.path().display());
+    std::fs::create_dir(&dir).expect("mkdir");
+    let mut farm = mnttrace_tests::Killed(
+        Command::new(env!("CARGO_BIN_EXE_nsfarm"))
+            .args([dir.as_str(), &N.to_string(), "30", "1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("nsfarm"),
+    );
+    let mut said = BufReader::new(farm.0.stdout.take().expect("stdout")).lines();
+    let mut line = || -> Value {
+        let l = said.next().expect("a line from nsfarm").expect("read");
+        serde_json::from_str(&l).expect("nsfarm's JSON")
+    };
+    let pid = line()["pid"].as_u64().expect("pid") as u32;
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .expect("nsfarm's children");
+    let pids: Vec<u32> = std::iter::once(pid)
+        .chain(children.split_whitespace().map(|p| p.parse().expect("pid")))
+        .collect();
+    assert_eq!(pids.len(), N, "one process per namespace");
+    let tracer = Tracer::start(&["--json"]);
+    let mut go = farm.0.stdin.take().expect("stdin");
+    writeln!(go, "mount 0").expect("mount 0");
+    assert_eq!(line()["ret"], 0);
+    let target = format!("{dir}/x/0");
+    let kernel: std::collections::BTreeSet<(u64, u64, String)> = pids
+        .iter()
+        .map(|p| {
+            let ns = std::fs::metadata(format!("/proc/{p}/ns/mnt"))
+                .expect("its namespace")
+                .ino();
+            let id = unique_mount_id(&format!("/proc/{p}/root{target}"));
+            (ns, id, target.clone())
+        })
+        .collect();
+    assert_eq!(kernel.len(), N, "a copy in every namespace");
+    let call = |r: &Value| {
+        r["kind"] == "syscall"
+            && r["pid"] == pid
+            && r["call"] == "mount"
+            && r["args"]["target"] == target.as_str()
+    };
+    let copies = |rs: &[Value]| -> Vec<Value> {
+        let Some(c) = rs.iter().find(|r| call(r)) else {
+            return Vec::new();
+        };
+        rs.iter()
+            .filter(|r| r["kind"] == "propagation" && r["cause"] == c["id"])
+            .cloned()
+            .collect()
+    };
+    let rs = tracer.wait_for(60, |rs| copies(rs).len() >= N);
+    let mine = copies(&rs);
+    let got: std::collections::BTreeSet<(u64, u64, String)> = mine
+        .iter()
+        .map(|r| {
+            (
+                r["mntns"].as_u64().unwrap_or(0),
+                r["mnt_id"].as_u64().unwrap_or(0),
+                r["path"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(mine.len(), N, "one record per copy");
+    assert_eq!(
+        got, kernel,
+        "mnttrace's copies (left), the kernel's (right)"
+    );
+    let home = std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+        .expect("the farm's namespace")
+        .ino();
+    for r in &mine {
+        let own = r["mntns"] == home;
+        assert_eq!(r["relation"], if own { "own" } else { "peer" }, "{r}");
+        assert_eq!(
+            (&r["fstype"], &r["source"]),
+            (&json!("tmpfs"), &json!("b")),
+            "{r}"
+        );
+        assert_eq!(r["evidence"], "observed", "{r}");
+        assert_eq!(r["shared"], mine[0]["shared"], "one peer group: {r}");
+    }
+    drop(go);
+}
