@@ -118,11 +118,7 @@ pub fn count_except(
     path: &str,
     skip: &dyn Fn(u64) -> bool,
 ) -> Result<usize, ReachError> {
-    let (path, parent) = covering(model, ns, path, skip)?;
-    let fs_path = join(
-        &parent.root,
-        below(&parent.mount_point, &path).unwrap_or(""),
-    );
+    let (path, parent, fs_path) = covering(model, ns, path, skip)?;
     Ok(distinct(landings(model, ns, &path, parent, &fs_path)).count())
 }
 
@@ -134,13 +130,14 @@ struct Placed {
     targets: Vec<Target>,
 }
 
-/// The normalized path and the mount it would be attached under.
+/// The normalized path, the mount it would be attached under, and the
+/// mount point's path inside that mount's filesystem.
 fn covering<'m>(
     model: &'m Model,
     ns: u32,
     path: &str,
     skip: &dyn Fn(u64) -> bool,
-) -> Result<(String, &'m Mount), ReachError> {
+) -> Result<(String, &'m Mount, String), ReachError> {
     if !path.starts_with('/') {
         return Err(ReachError::Relative { path: path.into() });
     }
@@ -153,7 +150,11 @@ fn covering<'m>(
             ns,
             path: path.clone(),
         })?;
-    Ok((path, parent))
+    let fs_path = join(
+        &parent.root,
+        below(&parent.mount_point, &path).unwrap_or(""),
+    );
+    Ok((path, parent, fs_path))
 }
 
 /// One place a copy lands, its path still in two parts (joined only for
@@ -260,11 +261,7 @@ fn place(
     path: &str,
     skip: &dyn Fn(u64) -> bool,
 ) -> Result<Placed, ReachError> {
-    let (path, parent) = covering(model, ns, path, skip)?;
-    let fs_path = join(
-        &parent.root,
-        below(&parent.mount_point, &path).unwrap_or(""),
-    );
+    let (path, parent, fs_path) = covering(model, ns, path, skip)?;
     let targets = distinct(landings(model, ns, &path, parent, &fs_path))
         .map(|l| Target {
             ns: l.ns,
@@ -391,13 +388,19 @@ mod tests {
         }
     }
 
-    fn ns(model: &mut Model, inode: u32, mounts: Vec<Mount>) {
+    /// Namespace `inode`: its root (id inode * 10) and `more` (id, mount
+    /// point, root, shared, master).
+    type Spec<'a> = (u64, &'a str, &'a str, Option<u64>, Option<u64>);
+
+    fn ns(model: &mut Model, inode: u32, more: &[Spec]) {
         let f = Found {
             inode,
             ns_id: 0,
             pid: 1,
         };
-        model.install(f, mounts);
+        let root = mount(u64::from(inode) * 10, "/", "/", None, None);
+        let rest = more.iter().map(|&(id, at, r, s, m)| mount(id, at, r, s, m));
+        model.install(f, std::iter::once(root).chain(rest).collect());
     }
 
     /// The count is the length of the list, repeats and all: a peer whose
@@ -407,60 +410,24 @@ mod tests {
     #[test]
     fn count_is_the_number_of_targets() {
         let mut model = Model::new(Source::Mountinfo, 0);
-        ns(
-            &mut model,
-            1,
-            vec![
-                mount(10, "/", "/", None, None),
-                mount(11, "/s", "/", Some(7), None),
-            ],
-        );
+        ns(&mut model, 1, &[(11, "/s", "/", Some(7), None)]);
         // Two peers in one namespace at the same place: one target.
-        ns(
-            &mut model,
-            2,
-            vec![
-                mount(20, "/", "/", None, None),
-                mount(21, "/p", "/", Some(7), None),
-                mount(22, "/p", "/", Some(7), None),
-            ],
-        );
+        let at_p = [
+            (21, "/p", "/", Some(7), None),
+            (22, "/p", "/", Some(7), None),
+        ];
+        ns(&mut model, 2, &at_p);
         // A peer whose root is a directory the new mount is not under.
-        ns(
-            &mut model,
-            3,
-            vec![
-                mount(30, "/", "/", None, None),
-                mount(31, "/q", "/other", Some(7), None),
-            ],
-        );
+        ns(&mut model, 3, &[(31, "/q", "/other", Some(7), None)]);
         // A slave, shared with a peer of its own in namespace 5.
-        ns(
-            &mut model,
-            4,
-            vec![
-                mount(40, "/", "/", None, None),
-                mount(41, "/r", "/", Some(8), Some(7)),
-            ],
-        );
-        ns(
-            &mut model,
-            5,
-            vec![
-                mount(50, "/", "/", None, None),
-                mount(51, "/u", "/", Some(8), None),
-            ],
-        );
+        ns(&mut model, 4, &[(41, "/r", "/", Some(8), Some(7))]);
+        ns(&mut model, 5, &[(51, "/u", "/", Some(8), None)]);
         // Reached twice, at two paths.
-        ns(
-            &mut model,
-            6,
-            vec![
-                mount(60, "/", "/", None, None),
-                mount(61, "/a", "/", Some(7), None),
-                mount(62, "/b", "/", Some(7), None),
-            ],
-        );
+        let twice = [
+            (61, "/a", "/", Some(7), None),
+            (62, "/b", "/", Some(7), None),
+        ];
+        ns(&mut model, 6, &twice);
         let skip = |_: u64| false;
         let targets = targets_except(&model, 1, "/s/x/", &skip).expect("placed");
         let at: Vec<(u32, &str, Relation)> = targets
