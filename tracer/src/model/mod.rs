@@ -44,55 +44,9 @@ pub struct Model {
     peers: PeerIndex,
 }
 
-/// Namespaces read at a time by each of the two threads of [`read_all`].
+/// Namespaces read at a time by each of the two threads of
+/// [`Model::read_in`].
 const READ_CHUNK: usize = 16;
-
-/// Every namespace's table, in `found`'s order. At a thousand namespaces
-/// the reads (a listmount(2) and a statmount(2) per mount) were most of
-/// start-up, on one thread while the kernel verified the programs on the
-/// other and then sat idle: two threads take the next few namespaces each
-/// until none is left.
-fn read_all(source: Source, found: &[Found]) -> Vec<Result<Vec<Mount>, SourceError>> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    if found.len() <= READ_CHUNK {
-        return found.iter().map(|f| source.list(f)).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let take = || {
-        let mut got = Vec::new();
-        loop {
-            let at = next.fetch_add(READ_CHUNK, Ordering::Relaxed);
-            let Some(part) = found.get(at..(at + READ_CHUNK).min(found.len())) else {
-                return got;
-            };
-            if part.is_empty() {
-                return got;
-            }
-            got.extend(
-                part.iter()
-                    .enumerate()
-                    .map(|(i, f)| (at + i, source.list(f))),
-            );
-        }
-    };
-    let mut all = std::thread::scope(|s| {
-        let other = std::thread::Builder::new().spawn_scoped(s, take);
-        let mut mine = take();
-        match other.map(|h| h.join()) {
-            Ok(Ok(theirs)) => mine.extend(theirs),
-            // No second thread (or it panicked): what it did not hand back
-            // is read here.
-            _ => {
-                let done: BTreeSet<usize> = mine.iter().map(|(i, _)| *i).collect();
-                let rest: Vec<_> = (0..found.len()).filter(|i| !done.contains(i)).collect();
-                mine.extend(rest.into_iter().map(|i| (i, source.list(&found[i]))));
-            }
-        }
-        mine
-    });
-    all.sort_unstable_by_key(|(i, _)| *i);
-    all.into_iter().map(|(_, r)| r).collect()
-}
 
 impl Model {
     pub fn new(source: Source, skip: u32) -> Model {
@@ -113,13 +67,71 @@ impl Model {
         for f in &found {
             before(f);
         }
-        for (f, read) in found.iter().zip(read_all(source, &found)) {
-            match read {
-                Ok(mounts) => m.install(*f, mounts),
-                Err(e) => log::debug!("mnt:[{}] not loaded: {e}", f.inode),
+        m.read_in(&found);
+        m
+    }
+
+    /// Reads and puts in every namespace of `found`. At a thousand
+    /// namespaces the reads (a listmount(2) and a statmount(2) per mount)
+    /// were most of start-up, on one thread while the kernel verified the
+    /// programs on the other and then sat idle: two threads take the next
+    /// few namespaces each until none is left. The other thread's tables are
+    /// put in as they come (a few chunks in flight), not all at the end,
+    /// which held every table twice at the peak.
+    fn read_in(&mut self, found: &[Found]) {
+        use std::sync::{
+            atomic::{AtomicUsize, Ordering},
+            mpsc::sync_channel,
+        };
+        type Read = (Found, Result<Vec<Mount>, SourceError>);
+        let source = self.source;
+        let next = AtomicUsize::new(0);
+        let take = || {
+            let at = next.fetch_add(READ_CHUNK, Ordering::Relaxed);
+            found
+                .get(at..(at + READ_CHUNK).min(found.len()))
+                .filter(|part| !part.is_empty())
+        };
+        let read =
+            |part: &[Found]| -> Vec<Read> { part.iter().map(|f| (*f, source.list(f))).collect() };
+        let panicked = std::thread::scope(|s| {
+            let (tx, rx) = sync_channel::<Vec<Read>>(4);
+            let other = std::thread::Builder::new().spawn_scoped(s, move || {
+                while let Some(part) = take() {
+                    if tx.send(read(part)).is_err() {
+                        return;
+                    }
+                }
+            });
+            while let Some(part) = take() {
+                for r in read(part).into_iter().chain(rx.try_iter().flatten()) {
+                    self.put(r);
+                }
+            }
+            // Ends when the other thread does (or never started).
+            for r in rx.into_iter().flatten() {
+                self.put(r);
+            }
+            other.is_ok_and(|h| h.join().is_err())
+        });
+        if panicked {
+            // What the other thread took and did not hand back.
+            let missing: Vec<Found> = found
+                .iter()
+                .filter(|f| self.get(f.inode).is_none())
+                .copied()
+                .collect();
+            for f in missing {
+                self.put((f, source.list(&f)));
             }
         }
-        m
+    }
+
+    fn put(&mut self, (f, read): (Found, Result<Vec<Mount>, SourceError>)) {
+        match read {
+            Ok(mounts) => self.install(f, mounts),
+            Err(e) => log::debug!("mnt:[{}] not loaded: {e}", f.inode),
+        }
     }
 
     /// Every mount of every namespace, to change in place (redaction).
@@ -350,11 +362,11 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt as _;
 
-    /// Read on two threads, the tables come back whole and in the order
-    /// asked: our own namespace (no other test mounts in it), with every
-    /// seventh one a namespace id the kernel does not know.
+    /// Read on two threads, every namespace asked for is put in whole: our
+    /// own (no other test mounts in it) and fresh ids for it, with some ids
+    /// the kernel does not know, which fail alone.
     #[test]
-    fn tables_read_on_two_threads_come_back_in_order() {
+    fn tables_read_on_two_threads_are_put_in_whole() {
         let source = Source::detect();
         if source != Source::Statmount {
             eprintln!("skipped: no statmount here");
@@ -368,19 +380,24 @@ mod tests {
         };
         let once = source.list(&me).expect("our table");
         assert!(!once.is_empty());
-        let gone = Found {
-            ns_id: u64::MAX,
-            ..me
-        };
-        let found: Vec<Found> = (0..READ_CHUNK * 5 + 3)
-            .map(|i| if i % 7 == 0 { gone } else { me })
+        // Our namespace under many inode numbers, every seventh id unknown.
+        let found: Vec<Found> = (0..READ_CHUNK as u32 * 5 + 3)
+            .map(|i| Found {
+                inode: i + 1,
+                ns_id: if i % 7 == 0 { u64::MAX } else { me.ns_id },
+                ..me
+            })
             .collect();
-        let all = read_all(source, &found);
-        assert_eq!(all.len(), found.len());
-        for (i, t) in all.into_iter().enumerate() {
-            match t {
-                Ok(t) => assert!(i % 7 != 0 && t == once, "table {i}"),
-                Err(e) => assert!(i % 7 == 0, "table {i}: {e}"),
+        let mut m = Model::new(source, 0);
+        m.read_in(&found);
+        for f in &found {
+            let got = m
+                .get(f.inode)
+                .map(|n| n.table.iter().cloned().collect::<Vec<_>>());
+            if f.ns_id == u64::MAX {
+                assert!(got.is_none(), "mnt:[{}] from an unknown id", f.inode);
+            } else {
+                assert_eq!(got.as_ref(), Some(&once), "mnt:[{}]", f.inode);
             }
         }
     }
