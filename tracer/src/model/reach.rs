@@ -76,7 +76,7 @@ pub fn predict(model: &Model, ns: u32, path: &str) -> Result<Prediction, ReachEr
         parent,
         fs_path,
         targets,
-    } = place(model, ns, path, &|_| false)?;
+    } = place(model, covering(model, ns, path, &|_| false)?);
     let reached: BTreeSet<u32> = targets.iter().map(|t| t.ns).collect();
     let blocked = model
         .namespaces()
@@ -105,7 +105,7 @@ pub fn targets_except(
     path: &str,
     skip: &dyn Fn(u64) -> bool,
 ) -> Result<Vec<Target>, ReachError> {
-    place(model, ns, path, skip).map(|p| p.targets)
+    Ok(place(model, covering(model, ns, path, skip)?).targets)
 }
 
 /// How many places [`targets_except`] names: the correlator's question for
@@ -118,8 +118,8 @@ pub fn count_except(
     path: &str,
     skip: &dyn Fn(u64) -> bool,
 ) -> Result<usize, ReachError> {
-    let (path, parent, fs_path) = covering(model, ns, path, skip)?;
-    Ok(distinct(landings(model, ns, &path, parent, &fs_path)).count())
+    let c = covering(model, ns, path, skip)?;
+    Ok(distinct(c.landings(model)).count())
 }
 
 struct Placed {
@@ -130,14 +130,23 @@ struct Placed {
     targets: Vec<Target>,
 }
 
-/// The normalized path, the mount it would be attached under, and the
-/// mount point's path inside that mount's filesystem.
+/// Where in namespace `ns` a mount made at a path goes.
+struct Covered<'m> {
+    ns: u32,
+    /// The path, normalized.
+    path: String,
+    /// The mount it would be attached under.
+    parent: &'m Mount,
+    /// The mount point's path inside the parent's filesystem.
+    fs_path: String,
+}
+
 fn covering<'m>(
     model: &'m Model,
     ns: u32,
     path: &str,
     skip: &dyn Fn(u64) -> bool,
-) -> Result<(String, &'m Mount, String), ReachError> {
+) -> Result<Covered<'m>, ReachError> {
     if !path.starts_with('/') {
         return Err(ReachError::Relative { path: path.into() });
     }
@@ -154,7 +163,12 @@ fn covering<'m>(
         &parent.root,
         below(&parent.mount_point, &path).unwrap_or(""),
     );
-    Ok((path, parent, fs_path))
+    Ok(Covered {
+        ns,
+        path,
+        parent,
+        fs_path,
+    })
 }
 
 /// One place a copy lands, its path still in two parts (joined only for
@@ -185,67 +199,69 @@ impl Landing<'_> {
     }
 }
 
-/// Every place a mount made at `path` under `parent` in `ns` lands: its own,
-/// then the peers of the parent's group and (transitively) the slaves, where
-/// the directory is visible. Unsorted, with repeats.
-fn landings<'m>(
-    model: &'m Model,
-    ns: u32,
-    path: &'m str,
-    parent: &'m Mount,
-    fs_path: &'m str,
-) -> Vec<Landing<'m>> {
-    let own = MountRef { ns, id: parent.id };
-    let mut out = vec![Landing {
-        ns,
-        base: path,
-        rest: "",
-        relation: Relation::Own,
-        parent: own,
-        group: parent.propagation.shared,
-    }];
-    let Some(g) = parent.propagation.shared else {
-        return out;
-    };
-    let mut groups = vec![(g, Relation::Peer)];
-    let mut done = BTreeSet::new();
-    while let Some((g, rel)) = groups.pop() {
-        if !done.insert(g) {
-            continue;
-        }
-        let receivers = model
-            .peers()
-            .peers(g)
-            .map(|r| (*r, rel))
-            .chain(model.peers().slaves(g).map(|r| (*r, Relation::Slave)));
-        for (r, rel) in receivers {
-            if r == own {
+impl Covered<'_> {
+    /// Every place the mount lands: its own, then the peers of the parent's
+    /// group and (transitively) the slaves, where the directory is visible.
+    /// Unsorted, with repeats.
+    fn landings<'a>(&'a self, model: &'a Model) -> Vec<Landing<'a>> {
+        let (ns, path, parent, fs_path) = (
+            self.ns,
+            self.path.as_str(),
+            self.parent,
+            self.fs_path.as_str(),
+        );
+        let own = MountRef { ns, id: parent.id };
+        let mut out = vec![Landing {
+            ns,
+            base: path,
+            rest: "",
+            relation: Relation::Own,
+            parent: own,
+            group: parent.propagation.shared,
+        }];
+        let Some(g) = parent.propagation.shared else {
+            return out;
+        };
+        let mut groups = vec![(g, Relation::Peer)];
+        let mut done = BTreeSet::new();
+        while let Some((g, rel)) = groups.pop() {
+            if !done.insert(g) {
                 continue;
             }
-            let Some(m) = model.mount(r) else { continue };
-            if rel == Relation::Slave
-                && let Some(g2) = m.propagation.shared
-            {
-                groups.push((g2, Relation::Slave));
+            let receivers = model
+                .peers()
+                .peers(g)
+                .map(|r| (*r, rel))
+                .chain(model.peers().slaves(g).map(|r| (*r, Relation::Slave)));
+            for (r, rel) in receivers {
+                if r == own {
+                    continue;
+                }
+                let Some(m) = model.mount(r) else { continue };
+                if rel == Relation::Slave
+                    && let Some(g2) = m.propagation.shared
+                {
+                    groups.push((g2, Relation::Slave));
+                }
+                let Some(inside) = below(&m.root, fs_path) else {
+                    continue;
+                };
+                out.push(Landing {
+                    ns: r.ns,
+                    base: &m.mount_point,
+                    rest: inside,
+                    relation: rel,
+                    parent: r,
+                    group: if rel == Relation::Peer {
+                        Some(g)
+                    } else {
+                        m.propagation.master
+                    },
+                });
             }
-            let Some(inside) = below(&m.root, fs_path) else {
-                continue;
-            };
-            out.push(Landing {
-                ns: r.ns,
-                base: &m.mount_point,
-                rest: inside,
-                relation: rel,
-                parent: r,
-                group: if rel == Relation::Peer {
-                    Some(g)
-                } else {
-                    m.propagation.master
-                },
-            });
         }
+        out
     }
-    out
 }
 
 /// Sorted by namespace and path, the first of each (namespace, path) kept.
@@ -255,14 +271,8 @@ fn distinct(mut all: Vec<Landing<'_>>) -> impl Iterator<Item = Landing<'_>> {
     all.into_iter()
 }
 
-fn place(
-    model: &Model,
-    ns: u32,
-    path: &str,
-    skip: &dyn Fn(u64) -> bool,
-) -> Result<Placed, ReachError> {
-    let (path, parent, fs_path) = covering(model, ns, path, skip)?;
-    let targets = distinct(landings(model, ns, &path, parent, &fs_path))
+fn place(model: &Model, c: Covered<'_>) -> Placed {
+    let targets = distinct(c.landings(model))
         .map(|l| Target {
             ns: l.ns,
             path: join(l.base, l.rest),
@@ -271,12 +281,12 @@ fn place(
             group: l.group,
         })
         .collect();
-    Ok(Placed {
-        path: path.clone(),
-        parent: parent.clone(),
-        fs_path,
+    Placed {
+        path: c.path,
+        parent: c.parent.clone(),
+        fs_path: c.fs_path,
         targets,
-    })
+    }
 }
 
 /// The reason namespace `other` gets no copy of a mount under `parent`.

@@ -260,16 +260,9 @@ fn lost<'a>(l: &Lost, node: Option<&'a str>) -> LostJson<'a> {
     }
 }
 
-/// One record as one line of JSON (without the newline).
-pub fn line(r: &Record, node: Option<&str>) -> String {
-    let mut buf = Vec::new();
-    write(&mut buf, r, node);
-    // serde_json writes UTF-8 only.
-    String::from_utf8(buf).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-}
-
-/// One record as one line of JSON, appended to `buf` (reused from line to
-/// line: a thousand copies of a propagation are a thousand lines).
+/// One record as one line of JSON (without the newline), appended to `buf`
+/// (reused from line to line: a thousand copies of a propagation are a
+/// thousand lines).
 pub fn write(buf: &mut Vec<u8>, r: &Record, node: Option<&str>) {
     let out = match r {
         Record::Syscall(s) => serde_json::to_writer(&mut *buf, &syscall(s, node)),
@@ -280,58 +273,4 @@ pub fn write(buf: &mut Vec<u8>, r: &Record, node: Option<&str>) {
     // Strings, numbers and string-keyed maps into a Vec: serde_json fails
     // only on non-string map keys or a failing writer, neither here.
     out.expect("a record serializes")
-}
-
-#[cfg(test)]
-mod tmp_bench {
-    use super::*;
-    use crate::record::*;
-    #[test]
-    fn tmp_bench_render() {
-        let p = Propagated {
-            time: std::time::SystemTime::now(),
-            cause: Some(12345),
-            cause_pid: Some(4321),
-            mntns: 4026532175,
-            mnt_id: 2157924178,
-            path: Some("/tmp/farm0pnwne2_/x/17".into()),
-            from_path: None,
-            action: Action::Attached,
-            relation: Some(crate::model::reach::Relation::Peer),
-            propagation: crate::model::Propagation {
-                shared: Some(1234),
-                ..Default::default()
-            },
-            fstype: "tmpfs".into(),
-            source: "b".into(),
-            evidence: Evidence::Observed,
-            via: Via::Fanotify,
-            container: None,
-        };
-        let r = Record::Propagated(p);
-        let n = 200_000;
-        for round in 0..3 {
-            let t = std::time::Instant::now();
-            let mut total = 0;
-            for _ in 0..n {
-                let l = line(&r, None);
-                total += l.len();
-            }
-            let a = t.elapsed();
-            let t = std::time::Instant::now();
-            let mut buf = Vec::new();
-            for _ in 0..n {
-                buf.clear();
-                write(&mut buf, &r, None);
-                total += buf.len();
-            }
-            let b = t.elapsed();
-            eprintln!(
-                "round {round}: line {:?}/rec, write {:?}/rec ({total})",
-                a / n,
-                b / n
-            );
-        }
-        eprintln!("{}", line(&r, None));
-    }
 }

@@ -32,13 +32,6 @@ impl Output {
         }
     }
 
-    fn render(&self, r: &Record) -> String {
-        match &self.format {
-            Format::Human(h) => h.line(r),
-            Format::Json { node } => json::line(r, node.as_deref()),
-        }
-    }
-
     pub fn header(&mut self) -> io::Result<()> {
         if let Format::Human(h) = &self.format {
             let header = h.header();
@@ -48,16 +41,8 @@ impl Output {
     }
 
     pub fn write(&mut self, r: &Record) -> io::Result<()> {
-        let call = matches!(r, Record::Syscall(_));
-        match &self.format {
-            Format::Human(h) => self.sink.push(&h.line(r), call),
-            Format::Json { node } => {
-                self.scratch.clear();
-                json::write(&mut self.scratch, r, node.as_deref());
-                let line = std::str::from_utf8(&self.scratch).map_err(io::Error::other)?;
-                self.sink.push(line, call)
-            }
-        }
+        let line = render(&self.format, &mut self.scratch, r)?;
+        self.sink.push(line, matches!(r, Record::Syscall(_)))
     }
 
     /// Writes what is queued; once writing works again after a failure, a
@@ -76,8 +61,8 @@ impl Output {
             };
             // Also the probe: while the output fails, this line is tried on
             // every flush, and writing it is how recovery is noticed.
-            let line = self.render(&Record::Lost(lost));
-            self.sink.push_meta(&line)?;
+            let line = render(&self.format, &mut self.scratch, &Record::Lost(lost))?;
+            self.sink.push_meta(line)?;
             self.sink.flush()?;
             if !self.sink.failing() {
                 self.sink.reported(d);
@@ -95,4 +80,16 @@ impl Output {
     pub fn lost(&self) -> (u64, u64) {
         self.sink.lost_total()
     }
+}
+
+/// One record as a line (without the newline), in `scratch`, which is
+/// reused from line to line.
+fn render<'a>(format: &Format, scratch: &'a mut Vec<u8>, r: &Record) -> io::Result<&'a str> {
+    scratch.clear();
+    match format {
+        Format::Human(h) => scratch.extend_from_slice(h.line(r).as_bytes()),
+        Format::Json { node } => json::write(scratch, r, node.as_deref()),
+    }
+    // Both write UTF-8 only.
+    std::str::from_utf8(scratch).map_err(io::Error::other)
 }

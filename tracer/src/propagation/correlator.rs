@@ -433,9 +433,8 @@ impl Correlator {
         let mut mounts = 0;
         let mut keep = VecDeque::with_capacity(self.pending.len());
         for (i, p) in self.pending.drain(..).enumerate() {
-            let here = p.was.as_ref().map(|(n, _)| *n);
             if i >= start && part(i, &p) {
-                mounts += usize::from(here.is_some());
+                mounts += usize::from(p.was.is_some());
             } else {
                 keep.push_back(p);
             }
