@@ -4,7 +4,7 @@
 //! and `explain` must have predicted where the mount went.
 use mnttrace_tests::{
     Tracer, tempdir,
-    world::{Outcome, World, bind, make, mkdir, tmpfs, umount},
+    world::{Outcome, World, bind, make, mkdir, mountinfo, tmpfs, umount},
 };
 use serde_json::{Value, json};
 
@@ -718,6 +718,77 @@ fn one_process_burst_is_split_right() {
         ];
         exp.sort();
         assert_eq!(got, exp, "records of {call}");
+    }
+    w.finish();
+}
+
+/// One process's mount, a type change of it, a mount beneath it and another
+/// mount, read in one batch (mnttrace stopped meanwhile). A call's mounts go
+/// into the model only after its records are written; the calls after it
+/// still see them: the type change re-reads the first mount (now private),
+/// so the mount beneath it makes one mount, not one per namespace, and does
+/// not take the next call's copies.
+#[test]
+fn a_batch_of_calls_sees_each_others_mounts() {
+    let d = Dirs::new();
+    let mut w = World::new("fanotify");
+    w.trace();
+    let (a, b) = s1_setup(&mut w, &d);
+    let (xb, xc) = (d.at("B"), d.at("C"));
+    let inner = format!("{xb}/n");
+    let tracer_pid = nix::unistd::Pid::from_raw(w.tracer.as_ref().expect("tracer").pid() as i32);
+    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let res = w.nss[a].run(&json!({"op": "batch", "steps": [
+        tmpfs("D1", &xb), make(&xb, "private", false), mkdir(&inner), tmpfs("D2", &inner),
+        tmpfs("D3", &xc),
+    ]}));
+    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    for r in res.as_array().expect("results") {
+        assert_eq!(r["ret"], 0, "{res}");
+    }
+    // The kernel: B and C in both namespaces, B/n only in the first.
+    let count = |ns: usize, p: &str| {
+        mountinfo(w.nss[ns].pid)
+            .iter()
+            .filter(|m| m.mount_point == p)
+            .count()
+    };
+    assert_eq!(
+        [a, b].map(|ns| (count(ns, &xb), count(ns, &inner), count(ns, &xc))),
+        [(1, 1, 1), (1, 0, 1)]
+    );
+    let pid = w.nss[a].pid;
+    let t = w.tracer.as_ref().expect("tracer");
+    let targets = [xb.as_str(), inner.as_str(), xc.as_str()];
+    let calls = |rs: &[Value]| -> Vec<Value> {
+        rs.iter()
+            .filter(|r| r["kind"] == "syscall" && r["pid"] == pid && r["ret"] == 0)
+            .filter(|r| r["call"] == "mount" || r["call"] == "umount2")
+            .filter(|r| targets.iter().any(|t| r["args"]["target"] == *t))
+            .cloned()
+            .collect()
+    };
+    t.wait_for(20, |rs| calls(rs).len() >= 4);
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let rs = t.records();
+    let calls = calls(&rs);
+    assert_eq!(calls.len(), 4, "{calls:#?}");
+    let (na, nb) = (w.nss[a].mntns, w.nss[b].mntns);
+    let both = |p: &String, action: &str| {
+        vec![
+            (na, p.clone(), action.into()),
+            (nb, p.clone(), action.into()),
+        ]
+    };
+    let want: [Vec<(u64, String, String)>; 4] = [
+        both(&xb, "attached"),
+        vec![],
+        vec![(na, inner.clone(), "attached".into())],
+        both(&xc, "attached"),
+    ];
+    for (call, mut exp) in calls.iter().zip(want) {
+        exp.sort();
+        assert_eq!(caused(&rs, &call["id"]), exp, "records of {call}");
     }
     w.finish();
 }

@@ -468,6 +468,8 @@ impl State {
             }
         }
         out.flush()?;
+        // The records are out: the model takes the last call's mounts.
+        self.corr.settle();
         Ok(stop)
     }
 }

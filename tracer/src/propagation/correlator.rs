@@ -181,6 +181,9 @@ pub struct Correlator {
     /// Only this process's syscalls reach us (kernel-side --pid); its events alone matter.
     kernel_tgid: u32,
     graveyard: HashMap<u64, (u32, Mount)>,
+    /// Mounts a mount call attached, not in the model until its records
+    /// are out ([`Correlator::settle`]).
+    unsettled: Vec<(u32, Mount)>,
     /// Per namespace: where the propagations its processes caused went.
     trails: HashMap<u32, Trail>,
     placer: Placer,
@@ -233,6 +236,7 @@ impl Correlator {
             ring_at: 0,
             kernel_tgid,
             graveyard: HashMap::default(),
+            unsettled: Vec::new(),
             trails: HashMap::default(),
             placer: Placer::default(),
             seen_in: HashMap::default(),
@@ -275,6 +279,44 @@ impl Correlator {
     /// Reads every queued mount event, looks each mount up while it exists and
     /// applies it to the model.
     pub fn ingest(&mut self) {
+        self.read(None);
+    }
+
+    /// Puts in the model the mounts the latest mount call attached. Its
+    /// records need only their lookups, so the agent writes them first: at
+    /// a thousand namespaces the thousand inserts (a cache miss or more
+    /// each) came between the call's exit and its copies on the output.
+    /// Every other way into the correlator settles first, and a claim puts
+    /// in at once whatever is not the claiming call's own.
+    pub fn settle(&mut self) {
+        self.settle_except(&[]);
+    }
+
+    /// Settles every unsettled mount but those of `keep` (sorted ids).
+    fn settle_except(&mut self, keep: &[u64]) {
+        let kept = |m: &Mount| keep.binary_search(&m.id).is_ok();
+        if self.unsettled.iter().all(|(_, m)| kept(m)) {
+            return;
+        }
+        let mut unsettled = std::mem::take(&mut self.unsettled);
+        let mut staying = Vec::new();
+        for (ns, m) in unsettled.drain(..) {
+            if kept(&m) {
+                staying.push((ns, m));
+            } else {
+                self.model.attach(ns, m);
+            }
+        }
+        // The list keeps its room for the next propagation.
+        unsettled.extend(staying);
+        self.unsettled = unsettled;
+    }
+
+    /// Reads the mount events queued so far. The mounts attached by
+    /// `defer`'s events (the process whose mount call is being handled)
+    /// wait in `unsettled`.
+    fn read(&mut self, defer: Option<u32>) {
+        self.settle();
         let Some(w) = &self.watcher else { return };
         let started = monotonic_ns();
         let events = match w.read() {
@@ -324,6 +366,8 @@ impl Correlator {
                 continue;
             };
             let was = if mask & FAN_MNT_DETACH != 0 {
+                // It may be a mount this read attached.
+                self.settle();
                 let ns = self.model.find(mnt_id).map(|(ns, _)| ns);
                 let was = ns.and_then(|ns| Some((ns, self.model.detach(ns, mnt_id)?)));
                 if let Some((ns, _)) = &was
@@ -348,7 +392,11 @@ impl Correlator {
                 _ => whereabouts.remove(&mnt_id),
             };
             if let Some((ns, m)) = &now {
-                self.model.attach(*ns, m.clone());
+                if defer == Some(pid) {
+                    self.unsettled.push((*ns, m.clone()));
+                } else {
+                    self.model.attach(*ns, m.clone());
+                }
             }
             self.pending.push_back(Pending {
                 pid,
@@ -366,6 +414,9 @@ impl Correlator {
                 self.backlog += 1;
                 self.listings -= usize::from(p.via == Via::Listing).min(self.listings);
             }
+        }
+        if !emptied.is_empty() {
+            self.settle();
         }
         for (ns, pid) in emptied {
             self.teardown(ns, pid, batch);
@@ -620,6 +671,7 @@ impl Correlator {
 
     /// The propagation records of one syscall, the model brought up to date.
     pub fn on_syscall(&mut self, s: &Syscall) -> Vec<Propagated> {
+        self.settle();
         if self.seen_in.len() >= MAX_SEEN {
             self.seen_in.clear();
         }
@@ -635,7 +687,10 @@ impl Correlator {
         // since has them all. (In a storm a batch of calls needs one read,
         // not one each.)
         if self.read_started <= s.ktime_ns.saturating_add(CLOCK_SLACK_NS) {
-            self.ingest();
+            // Only a mount call's claim may run before the model has its
+            // mounts (namespace calls and diff mode read the tables).
+            let claims = self.mode == Mode::Fanotify && matches!(effect(s), Effect::Mounts);
+            self.read(claims.then_some(s.pid));
         }
         let mut out = Vec::new();
         match effect(s) {
@@ -716,6 +771,7 @@ impl Correlator {
             taken.push(i);
         }
         if taken.is_empty() {
+            self.settle();
             return Vec::new();
         }
         // A call's events are usually one run: taken out at once (a
@@ -737,6 +793,10 @@ impl Correlator {
         self.listings = self
             .listings
             .saturating_sub(mine.iter().filter(|p| p.via == Via::Listing).count());
+        // The rules below read the model: what the process attached that is
+        // not this call's (a later call's, another thread's) goes in now, as
+        // it always did; this call's own mounts are left out of its count.
+        self.settle_except(&ids(&mine));
         // More attaches than one mount makes: later calls' events were read
         // with this one's (mnttrace fell behind); the rules say how many are its.
         if let Some(n) = self.copies(s, &mine)
@@ -774,6 +834,8 @@ impl Correlator {
                 self.pending.insert(at, p);
             }
         }
+        // Those given back are later calls': in the model now.
+        self.settle_except(&ids(&mine));
         let mut out: Vec<Propagated> = mine.into_iter().map(|p| self.record(p, Some(s))).collect();
         own_first(s, &mut out);
         self.derive(s, &mut out);
@@ -1200,6 +1262,13 @@ fn watch(w: &Watcher, f: &Found) {
 /// unmount only detaches (a mount below it may fall onto its parent: a move),
 /// a move does all three. Keeps a burst of one process's calls apart when
 /// their events are read together.
+/// The mount ids of `events`, sorted.
+fn ids(events: &[Pending]) -> Vec<u64> {
+    let mut ids: Vec<u64> = events.iter().map(|p| p.mnt_id).collect();
+    ids.sort_unstable();
+    ids
+}
+
 fn kinds(s: &Syscall) -> &'static [u64] {
     const ATTACH: u64 = FAN_MNT_ATTACH;
     const DETACH: u64 = FAN_MNT_DETACH;
