@@ -95,10 +95,12 @@ both_modes!(
     mount_right_after_a_type_change,
 );
 
-/// The propagation records syscall record `id` caused, as (namespace, path,
-/// action), sorted.
-fn caused(rs: &[Value], id: &Value) -> Vec<(u64, String, String)> {
-    let mut got: Vec<(u64, String, String)> = rs
+/// Propagation records as (namespace, path, action), sorted.
+type Caused = Vec<(u64, String, String)>;
+
+/// The propagation records syscall record `id` caused.
+fn caused(rs: &[Value], id: &Value) -> Caused {
+    let mut got: Caused = rs
         .iter()
         .filter(|r| r["kind"] == "propagation" && r["cause"] == *id)
         .map(|r| {
@@ -113,6 +115,44 @@ fn caused(rs: &[Value], id: &Value) -> Vec<(u64, String, String)> {
     got
 }
 
+/// Runs `steps` back to back in namespace `ns` with the tracer stopped, so
+/// mnttrace reads their events in one batch; each step must succeed.
+fn batch_while_stopped(w: &mut World, ns: usize, steps: Value) {
+    let tracer = w.tracer.as_ref().expect("tracer").pid() as i32;
+    let tracer = nix::unistd::Pid::from_raw(tracer);
+    nix::sys::signal::kill(tracer, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let res = w.nss[ns].run(&json!({"op": "batch", "steps": steps}));
+    nix::sys::signal::kill(tracer, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    for r in res.as_array().expect("results") {
+        assert_eq!(r["ret"], 0, "{res}");
+    }
+}
+
+/// Once process `pid`'s `n` successful mount and umount2 calls on `targets`
+/// are in: each one's propagation records, sorted, in call order.
+fn calls_and_records(t: &Tracer, pid: u32, targets: &[&str], n: usize) -> Vec<(Value, Caused)> {
+    let calls = |rs: &[Value]| -> Vec<Value> {
+        rs.iter()
+            .filter(|r| r["kind"] == "syscall" && r["pid"] == pid && r["ret"] == 0)
+            .filter(|r| r["call"] == "mount" || r["call"] == "umount2")
+            .filter(|r| targets.iter().any(|t| r["args"]["target"] == *t))
+            .cloned()
+            .collect()
+    };
+    t.wait_for(20, |rs| calls(rs).len() >= n);
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let rs = t.records();
+    let calls = calls(&rs);
+    assert_eq!(calls.len(), n, "{calls:#?}");
+    calls
+        .into_iter()
+        .map(|c| {
+            let got = caused(&rs, &c["id"]);
+            (c, got)
+        })
+        .collect()
+}
+
 /// A mount made right after a propagation change, the two read in one batch
 /// (mnttrace stopped meanwhile): the change re-reads types only, so the
 /// mount is still its own call's. (Diff mode lost it when the change re-read
@@ -125,16 +165,12 @@ fn mount_right_after_a_type_change(mode: &'static str) {
     let a = x_in_fresh(&mut w, &d, &["B"]);
     let xb = d.at("B");
     let (pid, ns) = (w.nss[a].pid, w.nss[a].mntns);
+    batch_while_stopped(
+        &mut w,
+        a,
+        json!([make(&d.x, "shared", false), tmpfs("D", &xb)]),
+    );
     let t = w.tracer.as_ref().expect("tracer");
-    let tracer_pid = nix::unistd::Pid::from_raw(t.pid() as i32);
-    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
-    let res = w.nss[a].run(&json!({"op": "batch", "steps": [
-        make(&d.x, "shared", false), tmpfs("D", &xb),
-    ]}));
-    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
-    for r in res.as_array().expect("results") {
-        assert_eq!(r["ret"], 0, "{res}");
-    }
     let call = |rs: &[Value]| -> Option<Value> {
         rs.iter()
             .find(|r| {
@@ -676,33 +712,18 @@ fn one_process_burst_is_split_right() {
     w.trace();
     let (a, b) = s1_setup(&mut w, &d);
     let (xb, xc) = (d.at("B"), d.at("C"));
-    let tracer_pid = nix::unistd::Pid::from_raw(w.tracer.as_ref().expect("tracer").pid() as i32);
-    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
-    let res = w.nss[a].run(&json!({"op": "batch", "steps": [
-        tmpfs("D1", &xb), tmpfs("D2", &xc), umount(&xb, 0), tmpfs("D3", &xb),
-    ]}));
-    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
-    for r in res.as_array().expect("results") {
-        assert_eq!(r["ret"], 0, "{res}");
-    }
-    let pid = w.nss[a].pid;
+    batch_while_stopped(
+        &mut w,
+        a,
+        json!([
+            tmpfs("D1", &xb),
+            tmpfs("D2", &xc),
+            umount(&xb, 0),
+            tmpfs("D3", &xb)
+        ]),
+    );
     let t = w.tracer.as_ref().expect("tracer");
-    let calls = |rs: &[Value]| -> Vec<Value> {
-        rs.iter()
-            .filter(|r| r["kind"] == "syscall" && r["pid"] == pid && r["ret"] == 0)
-            .filter(|r| r["call"] == "mount" || r["call"] == "umount2")
-            .filter(|r| r["args"]["flags"]["raw"] == 0)
-            .filter(|r| r["args"]["target"] == xb.as_str() || r["args"]["target"] == xc.as_str())
-            .cloned()
-            .collect()
-    };
-    let rs = t.wait_for(20, |rs| calls(rs).len() >= 4);
-    std::thread::sleep(std::time::Duration::from_millis(150));
-    let rs = {
-        let _ = rs;
-        t.records()
-    };
-    let calls = calls(&rs);
+    let got = calls_and_records(t, w.nss[a].pid, &[&xb, &xc], 4);
     let (na, nb) = (w.nss[a].mntns, w.nss[b].mntns);
     let want = [
         (&xb, "attached"),
@@ -710,14 +731,13 @@ fn one_process_burst_is_split_right() {
         (&xb, "detached"),
         (&xb, "attached"),
     ];
-    for (call, (path, action)) in calls.iter().zip(want) {
-        let got = caused(&rs, &call["id"]);
+    for ((call, got), (path, action)) in got.iter().zip(want) {
         let mut exp = vec![
             (na, path.clone(), action.to_string()),
             (nb, path.clone(), action.to_string()),
         ];
         exp.sort();
-        assert_eq!(got, exp, "records of {call}");
+        assert_eq!(*got, exp, "records of {call}");
     }
     w.finish();
 }
@@ -736,16 +756,17 @@ fn a_batch_of_calls_sees_each_others_mounts() {
     let (a, b) = s1_setup(&mut w, &d);
     let (xb, xc) = (d.at("B"), d.at("C"));
     let inner = format!("{xb}/n");
-    let tracer_pid = nix::unistd::Pid::from_raw(w.tracer.as_ref().expect("tracer").pid() as i32);
-    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
-    let res = w.nss[a].run(&json!({"op": "batch", "steps": [
-        tmpfs("D1", &xb), make(&xb, "private", false), mkdir(&inner), tmpfs("D2", &inner),
-        tmpfs("D3", &xc),
-    ]}));
-    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
-    for r in res.as_array().expect("results") {
-        assert_eq!(r["ret"], 0, "{res}");
-    }
+    batch_while_stopped(
+        &mut w,
+        a,
+        json!([
+            tmpfs("D1", &xb),
+            make(&xb, "private", false),
+            mkdir(&inner),
+            tmpfs("D2", &inner),
+            tmpfs("D3", &xc),
+        ]),
+    );
     // The kernel: B and C in both namespaces, B/n only in the first.
     let count = |ns: usize, p: &str| {
         mountinfo(w.nss[ns].pid)
@@ -757,22 +778,8 @@ fn a_batch_of_calls_sees_each_others_mounts() {
         [a, b].map(|ns| (count(ns, &xb), count(ns, &inner), count(ns, &xc))),
         [(1, 1, 1), (1, 0, 1)]
     );
-    let pid = w.nss[a].pid;
     let t = w.tracer.as_ref().expect("tracer");
-    let targets = [xb.as_str(), inner.as_str(), xc.as_str()];
-    let calls = |rs: &[Value]| -> Vec<Value> {
-        rs.iter()
-            .filter(|r| r["kind"] == "syscall" && r["pid"] == pid && r["ret"] == 0)
-            .filter(|r| r["call"] == "mount" || r["call"] == "umount2")
-            .filter(|r| targets.iter().any(|t| r["args"]["target"] == *t))
-            .cloned()
-            .collect()
-    };
-    t.wait_for(20, |rs| calls(rs).len() >= 4);
-    std::thread::sleep(std::time::Duration::from_millis(150));
-    let rs = t.records();
-    let calls = calls(&rs);
-    assert_eq!(calls.len(), 4, "{calls:#?}");
+    let got = calls_and_records(t, w.nss[a].pid, &[&xb, &inner, &xc], 4);
     let (na, nb) = (w.nss[a].mntns, w.nss[b].mntns);
     let both = |p: &String, action: &str| {
         vec![
@@ -786,9 +793,9 @@ fn a_batch_of_calls_sees_each_others_mounts() {
         vec![(na, inner.clone(), "attached".into())],
         both(&xc, "attached"),
     ];
-    for (call, mut exp) in calls.iter().zip(want) {
+    for ((call, got), mut exp) in got.iter().zip(want) {
         exp.sort();
-        assert_eq!(caused(&rs, &call["id"]), exp, "records of {call}");
+        assert_eq!(*got, exp, "records of {call}");
     }
     w.finish();
 }
