@@ -81,11 +81,18 @@ pub fn below<'a>(base: &str, path: &'a str) -> Option<&'a str> {
 
 /// `base` joined with a relative `rest`.
 pub fn join(base: &str, rest: &str) -> String {
-    match (base, rest) {
-        (b, "") => b.to_string(),
-        ("/", r) => format!("/{r}"),
-        (b, r) => format!("{b}/{r}"),
-    }
+    join_parts(base, rest).concat()
+}
+
+/// The pieces of [`join`]'s result, for comparing joined paths without
+/// building them.
+pub fn join_parts<'a>(base: &'a str, rest: &'a str) -> [&'a str; 3] {
+    let slash = if rest.is_empty() || base == "/" {
+        ""
+    } else {
+        "/"
+    };
+    [base, slash, rest]
 }
 
 #[cfg(test)]

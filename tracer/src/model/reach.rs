@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     Model, Mount, MountRef,
-    mount::{below, join},
+    mount::{below, join, join_parts},
 };
 
 /// How a copy is reached from the mount made by the caller.
@@ -185,11 +185,9 @@ struct Landing<'a> {
 impl Landing<'_> {
     /// The path's bytes, as [`join`] would write them.
     fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
-        let slash = !self.rest.is_empty() && self.base != "/";
-        self.base
-            .bytes()
-            .chain(slash.then_some(b'/'))
-            .chain(self.rest.bytes())
+        join_parts(self.base, self.rest)
+            .into_iter()
+            .flat_map(str::bytes)
     }
 
     fn key_cmp(&self, other: &Landing) -> std::cmp::Ordering {

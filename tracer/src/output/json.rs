@@ -22,10 +22,6 @@ impl Serialize for Time {
     }
 }
 
-fn rfc3339(t: std::time::SystemTime) -> Time {
-    Time(t)
-}
-
 struct ArgValue<'a>(&'a Value);
 
 impl Serialize for ArgValue<'_> {
@@ -167,7 +163,7 @@ fn syscall<'a>(s: &'a Syscall, node: Option<&'a str>) -> SyscallJson<'a> {
         schema: SCHEMA,
         kind: "syscall",
         id: s.id,
-        time: rfc3339(s.time),
+        time: Time(s.time),
         ktime_ns: s.ktime_ns,
         latency_ns: s.latency_ns,
         pid: s.pid,
@@ -211,7 +207,7 @@ fn propagated<'a>(p: &'a Propagated, node: Option<&'a str>) -> PropagatedJson<'a
     PropagatedJson {
         schema: SCHEMA,
         kind: "propagation",
-        time: rfc3339(p.time),
+        time: Time(p.time),
         cause: p.cause,
         cause_pid: p.cause_pid,
         mntns: p.mntns,
@@ -236,7 +232,7 @@ fn ended<'a>(e: &'a Ended, node: Option<&'a str>) -> EndedJson<'a> {
     EndedJson {
         schema: SCHEMA,
         kind: "namespace_ended",
-        time: rfc3339(e.time),
+        time: Time(e.time),
         mntns: e.mntns,
         pid: e.pid,
         mounts: e.mounts,
@@ -249,8 +245,8 @@ fn lost<'a>(l: &Lost, node: Option<&'a str>) -> LostJson<'a> {
     LostJson {
         schema: SCHEMA,
         kind: "lost",
-        time: rfc3339(l.time),
-        since: rfc3339(l.since),
+        time: Time(l.time),
+        since: Time(l.since),
         reason: l.reason.name(),
         count: l.count,
         total: l.total,

@@ -35,13 +35,13 @@ impl Output {
     pub fn header(&mut self) -> io::Result<()> {
         if let Format::Human(h) = &self.format {
             let header = h.header();
-            self.sink.push_meta(&header)?;
+            self.sink.push_meta(header.as_bytes())?;
         }
         self.flush()
     }
 
     pub fn write(&mut self, r: &Record) -> io::Result<()> {
-        let line = render(&self.format, &mut self.scratch, r)?;
+        let line = render(&self.format, &mut self.scratch, r);
         self.sink.push(line, matches!(r, Record::Syscall(_)))
     }
 
@@ -61,7 +61,7 @@ impl Output {
             };
             // Also the probe: while the output fails, this line is tried on
             // every flush, and writing it is how recovery is noticed.
-            let line = render(&self.format, &mut self.scratch, &Record::Lost(lost))?;
+            let line = render(&self.format, &mut self.scratch, &Record::Lost(lost));
             self.sink.push_meta(line)?;
             self.sink.flush()?;
             if !self.sink.failing() {
@@ -82,14 +82,13 @@ impl Output {
     }
 }
 
-/// One record as a line (without the newline), in `scratch`, which is
-/// reused from line to line.
-fn render<'a>(format: &Format, scratch: &'a mut Vec<u8>, r: &Record) -> io::Result<&'a str> {
+/// One record as a line of UTF-8 (without the newline), in `scratch`,
+/// which is reused from line to line.
+fn render<'a>(format: &Format, scratch: &'a mut Vec<u8>, r: &Record) -> &'a [u8] {
     scratch.clear();
     match format {
         Format::Human(h) => scratch.extend_from_slice(h.line(r).as_bytes()),
         Format::Json { node } => json::write(scratch, r, node.as_deref()),
     }
-    // Both write UTF-8 only.
-    std::str::from_utf8(scratch).map_err(io::Error::other)
+    scratch
 }

@@ -163,13 +163,10 @@ impl Sink {
         }
     }
 
-    /// Queues one record's line; `call`: it is a syscall record.
-    pub fn push(&mut self, line: &str, call: bool) -> io::Result<()> {
-        self.rotate_for(line.len() as u64 + 1)?;
-        self.buf.extend_from_slice(line.as_bytes());
-        self.buf.push(b'\n');
-        let kind = if call { Line::Call } else { Line::Record };
-        self.lines.push((self.buf.len(), kind));
+    /// Queues one record's line (UTF-8, no newline); `call`: it is a
+    /// syscall record.
+    pub fn push(&mut self, line: &[u8], call: bool) -> io::Result<()> {
+        self.queue(line, if call { Line::Call } else { Line::Record })?;
         if self.buf.len() >= 1 << 16 {
             self.flush()?;
         }
@@ -177,11 +174,15 @@ impl Sink {
     }
 
     /// Queues a `lost` line, not itself counted if it cannot be written.
-    pub fn push_meta(&mut self, line: &str) -> io::Result<()> {
+    pub fn push_meta(&mut self, line: &[u8]) -> io::Result<()> {
+        self.queue(line, Line::Meta)
+    }
+
+    fn queue(&mut self, line: &[u8], kind: Line) -> io::Result<()> {
         self.rotate_for(line.len() as u64 + 1)?;
-        self.buf.extend_from_slice(line.as_bytes());
+        self.buf.extend_from_slice(line);
         self.buf.push(b'\n');
-        self.lines.push((self.buf.len(), Line::Meta));
+        self.lines.push((self.buf.len(), kind));
         Ok(())
     }
 
@@ -399,8 +400,11 @@ mod tests {
         let path = dir.path().join("out.json");
         let mut s = Sink::file(&path, Some(Rotate { size: 100, keep: 2 })).expect("open");
         for i in 0..40 {
-            s.push(&format!("{{\"n\":{i},\"pad\":\"xxxxxxxxxx\"}}"), true)
-                .expect("push");
+            s.push(
+                format!("{{\"n\":{i},\"pad\":\"xxxxxxxxxx\"}}").as_bytes(),
+                true,
+            )
+            .expect("push");
         }
         s.flush().expect("flush");
         let mut all = Vec::new();
@@ -431,7 +435,7 @@ mod tests {
         std::fs::write(&path, "old\n").expect("write");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let mut s = Sink::file(&path, None).expect("open");
-        s.push("new", false).expect("push");
+        s.push(b"new", false).expect("push");
         s.flush().expect("flush");
         assert_eq!(lines(&path), ["old", "new"]);
         let mode = std::fs::metadata(&path).expect("meta").permissions().mode();

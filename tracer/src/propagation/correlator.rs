@@ -294,22 +294,13 @@ impl Correlator {
 
     /// Settles every unsettled mount but those of `keep` (sorted ids).
     fn settle_except(&mut self, keep: &[u64]) {
-        let kept = |m: &Mount| keep.binary_search(&m.id).is_ok();
-        if self.unsettled.iter().all(|(_, m)| kept(m)) {
-            return;
+        let model = &mut self.model;
+        for (ns, m) in self
+            .unsettled
+            .extract_if(.., |(_, m)| keep.binary_search(&m.id).is_err())
+        {
+            model.attach(ns, m);
         }
-        let mut unsettled = std::mem::take(&mut self.unsettled);
-        let mut staying = Vec::new();
-        for (ns, m) in unsettled.drain(..) {
-            if kept(&m) {
-                staying.push((ns, m));
-            } else {
-                self.model.attach(ns, m);
-            }
-        }
-        // The list keeps its room for the next propagation.
-        unsettled.extend(staying);
-        self.unsettled = unsettled;
     }
 
     /// Reads the mount events queued so far. The mounts attached by
@@ -833,9 +824,9 @@ impl Correlator {
                 self.listings += usize::from(p.via == Via::Listing);
                 self.pending.insert(at, p);
             }
+            // Those given back are later calls': in the model now.
+            self.settle_except(&ids(&mine));
         }
-        // Those given back are later calls': in the model now.
-        self.settle_except(&ids(&mine));
         let mut out: Vec<Propagated> = mine.into_iter().map(|p| self.record(p, Some(s))).collect();
         own_first(s, &mut out);
         self.derive(s, &mut out);
@@ -1258,10 +1249,6 @@ fn watch(w: &Watcher, f: &Found) {
     }
 }
 
-/// The event masks a syscall can cause: a new mount only attaches, an
-/// unmount only detaches (a mount below it may fall onto its parent: a move),
-/// a move does all three. Keeps a burst of one process's calls apart when
-/// their events are read together.
 /// The mount ids of `events`, sorted.
 fn ids(events: &[Pending]) -> Vec<u64> {
     let mut ids: Vec<u64> = events.iter().map(|p| p.mnt_id).collect();
@@ -1269,6 +1256,10 @@ fn ids(events: &[Pending]) -> Vec<u64> {
     ids
 }
 
+/// The event masks a syscall can cause: a new mount only attaches, an
+/// unmount only detaches (a mount below it may fall onto its parent: a move),
+/// a move does all three. Keeps a burst of one process's calls apart when
+/// their events are read together.
 fn kinds(s: &Syscall) -> &'static [u64] {
     const ATTACH: u64 = FAN_MNT_ATTACH;
     const DETACH: u64 = FAN_MNT_DETACH;
