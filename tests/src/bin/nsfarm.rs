@@ -2,14 +2,23 @@
 //! ~MOUNTS mounts each, all holding a peer of one shared mount, so one mount
 //! made there reaches every one of them.
 //!
-//! `nsfarm DIR N MOUNTS SLOTS`: moves into a private namespace of its own
-//! (nothing reaches the host), mounts a tmpfs on DIR with a shared tmpfs at
-//! DIR/x (directories DIR/x/0..SLOTS to mount on) and private pads under
+//! `nsfarm DIR N MOUNTS SLOTS [mixed]`: moves into a private namespace of its
+//! own (nothing reaches the host), mounts a tmpfs on DIR with a shared tmpfs
+//! at DIR/x (directories DIR/x/0..SLOTS to mount on) and private pads under
 //! DIR/pad until the table holds MOUNTS mounts, then forks N-1 children that
 //! each unshare a copy of it and only wait. Forked, not exec'd: a thousand
-//! namespaces take about a second. Prints `{"pid","mntns","ns","mounts",
-//! "setup_ms"}`, then serves `mount K` / `umount K` lines (mount a tmpfs named
-//! `b` on DIR/x/K, or remove it), answering `{"ret"}` each. On stdin's end it
+//! namespaces take about a second.
+//!
+//! `mixed` (the propagation tests' farm) adds a second peer of DIR/x with
+//! another root: DIR/x/sub bound at DIR/w/y, DIR/w a private tmpfs (so it can
+//! be moved, to DIR/v); and of the children, every third makes its copy a slave
+//! (rslave), every third after it a slave that is also shared (rslave, then
+//! rshared).
+//!
+//! Prints `{"pid","mntns","ns","mounts","setup_ms"}`, then serves lines, each
+//! answered `{"ret"}` (0 or -errno), paths relative to DIR/x unless said:
+//! `mount P` (a tmpfs named `b`), `umount P`, `mkdir P`, `bind P Q`, and
+//! `move A B` (A, B relative to DIR). On stdin's end it
 //! kills and reaps every child, so the namespaces are gone when it exits; the
 //! children also die with it (PR_SET_PDEATHSIG) if it is killed, and it with
 //! the bench.
@@ -24,9 +33,19 @@ fn mounts_here() -> usize {
     std::fs::read_to_string("/proc/self/mountinfo").map_or(0, |t| t.lines().count())
 }
 
+/// How a child's copy takes part in propagation.
+#[derive(Clone, Copy)]
+enum Kind {
+    Peer,
+    Slave,
+    SharedSlave,
+}
+
 /// One namespace: a forked child that unshares a copy of ours (its DIR/x a
-/// peer of ours), says so on `ready`, and waits to be killed.
-fn fork_holder(ready: libc::c_int) -> libc::pid_t {
+/// peer of ours, or a slave of it as `kind` says), says so on `ready`, and
+/// waits to be killed.
+fn fork_holder(ready: libc::c_int, dir: &str, kind: Kind) -> libc::pid_t {
+    let dir = cstr(dir);
     // SAFETY: we are single-threaded; the child runs only raw syscalls.
     unsafe {
         let pid = libc::fork();
@@ -35,7 +54,27 @@ fn fork_holder(ready: libc::c_int) -> libc::pid_t {
             // Not the bench's pipes: its reads must end when we do.
             libc::close(0);
             libc::close(1);
-            let ok: u8 = (libc::unshare(libc::CLONE_NEWNS) == 0).into();
+            let mut ok = libc::unshare(libc::CLONE_NEWNS) == 0;
+            let none = c"none".as_ptr();
+            let mut make = |flags| {
+                ok = ok
+                    && libc::mount(
+                        none,
+                        dir.as_ptr(),
+                        std::ptr::null(),
+                        flags,
+                        std::ptr::null(),
+                    ) == 0;
+            };
+            match kind {
+                Kind::Peer => {}
+                Kind::Slave => make(libc::MS_REC | libc::MS_SLAVE),
+                Kind::SharedSlave => {
+                    make(libc::MS_REC | libc::MS_SLAVE);
+                    make(libc::MS_REC | libc::MS_SHARED);
+                }
+            }
+            let ok: u8 = ok.into();
             libc::write(ready, (&ok as *const u8).cast(), 1);
             loop {
                 libc::pause();
@@ -51,8 +90,16 @@ fn main() {
     let num = |i: usize| args.get(i).and_then(|a| a.parse::<usize>().ok());
     let (Some(dir), Some(n), Some(want), Some(slots)) = (args.first(), num(1), num(2), num(3))
     else {
-        eprintln!("usage: nsfarm DIR N MOUNTS SLOTS");
+        eprintln!("usage: nsfarm DIR N MOUNTS SLOTS [mixed]");
         std::process::exit(2);
+    };
+    let mixed = match args.get(4).map(String::as_str) {
+        None => false,
+        Some("mixed") => true,
+        Some(other) => {
+            eprintln!("nsfarm: unknown layout {other:?} (only \"mixed\")");
+            std::process::exit(2);
+        }
     };
     let t0 = Instant::now();
     // SAFETY: plain syscalls.
@@ -87,6 +134,19 @@ fn main() {
     for k in 0..slots {
         std::fs::create_dir(format!("{x}/{k}")).expect("mkdir slot");
     }
+    if mixed {
+        let w = format!("{dir}/w");
+        for d in [format!("{x}/sub"), w.clone(), format!("{dir}/v")] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        check("nsfarm", mount("w", &w, Some("tmpfs"), 0), "tmpfs on DIR/w");
+        std::fs::create_dir(format!("{w}/y")).expect("mkdir");
+        check(
+            "nsfarm",
+            mount(&format!("{x}/sub"), &format!("{w}/y"), None, libc::MS_BIND),
+            "bind DIR/x/sub on DIR/w/y",
+        );
+    }
     // Pads are private, outside DIR/x: a container's mounts, mostly its own.
     let mut i = 0;
     while mounts_here() < want {
@@ -99,7 +159,17 @@ fn main() {
     let mut ready = [0; 2];
     // SAFETY: plain syscall.
     check("nsfarm", unsafe { libc::pipe(ready.as_mut_ptr()) }, "pipe");
-    let children: Vec<libc::pid_t> = (1..n).map(|_| fork_holder(ready[1])).collect();
+    let children: Vec<libc::pid_t> = (1..n)
+        .map(|i| {
+            let kind = match i % 3 {
+                _ if !mixed => Kind::Peer,
+                1 => Kind::Slave,
+                2 => Kind::SharedSlave,
+                _ => Kind::Peer,
+            };
+            fork_holder(ready[1], dir, kind)
+        })
+        .collect();
     // SAFETY: our own pipe.
     unsafe { libc::close(ready[1]) };
     let mut ok = 0usize;
@@ -129,17 +199,29 @@ fn main() {
     out.flush().expect("stdout");
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        let mut w = line.split_whitespace();
-        let (Some(op), Some(k)) = (w.next(), w.next().and_then(|k| k.parse::<usize>().ok())) else {
-            break;
-        };
-        let target = format!("{x}/{k}");
-        let r = match op {
-            "mount" => mount("b", &target, Some("tmpfs"), 0),
-            _ => {
-                let t = cstr(&target);
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let under = |p: &str| format!("{x}/{p}");
+        let r = match w[..] {
+            ["mount", p] => mount("b", &under(p), Some("tmpfs"), 0),
+            ["umount", p] => {
+                let t = cstr(&under(p));
                 // SAFETY: valid C string.
                 unsafe { libc::umount2(t.as_ptr(), 0) }
+            }
+            ["mkdir", p] => match std::fs::create_dir(under(p)) {
+                Ok(()) => 0,
+                Err(_) => -1,
+            },
+            ["bind", p, q] => mount(&under(p), &under(q), None, libc::MS_BIND),
+            ["move", a, b] => mount(
+                &format!("{dir}/{a}"),
+                &format!("{dir}/{b}"),
+                None,
+                libc::MS_MOVE,
+            ),
+            _ => {
+                eprintln!("nsfarm: unknown request {line:?}");
+                break;
             }
         };
         let ret = if r == 0 {

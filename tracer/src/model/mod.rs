@@ -8,12 +8,12 @@ pub mod source;
 pub mod sys;
 pub mod table;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use foldhash::HashMap;
 
 pub use mount::{Mount, Propagation};
-pub use peers::{MountRef, PeerIndex};
+pub use peers::{MountRef, PeerIndex, Place, Side};
 pub use source::{Found, Source, SourceError};
 pub use table::MountTable;
 
@@ -38,7 +38,10 @@ pub struct Model {
     pub source: Source,
     /// mnttrace's own namespace (made for tracefs), left out of the model.
     skip: u32,
-    namespaces: BTreeMap<u32, Namespace>,
+    /// By inode. Hashed, not ordered: a propagation into a thousand
+    /// namespaces looks up a thousand of them, and a B-tree of 1,000 was a
+    /// chain of cache misses each time.
+    namespaces: HashMap<u32, Namespace>,
     /// Mount id → the namespace holding it (ids are unique machine-wide).
     owner: HashMap<u64, u32>,
     peers: PeerIndex,
@@ -53,7 +56,7 @@ impl Model {
         Model {
             source,
             skip,
-            namespaces: BTreeMap::new(),
+            namespaces: HashMap::default(),
             owner: HashMap::default(),
             peers: PeerIndex::default(),
         }
@@ -136,13 +139,17 @@ impl Model {
 
     /// Every mount of every namespace, to change in place (redaction).
     pub fn mounts_mut(&mut self) -> impl Iterator<Item = &mut Mount> {
+        self.peers.forget_places();
         self.namespaces
             .values_mut()
             .flat_map(|n| n.table.iter_mut())
     }
 
+    /// In inode order.
     pub fn namespaces(&self) -> impl Iterator<Item = &Namespace> {
-        self.namespaces.values()
+        let mut all: Vec<&Namespace> = self.namespaces.values().collect();
+        all.sort_unstable_by_key(|n| n.found.inode);
+        all.into_iter()
     }
 
     pub fn get(&self, inode: u32) -> Option<&Namespace> {
@@ -300,8 +307,13 @@ impl Model {
     }
 
     /// Records a mount the kernel attached (or moved) in namespace `ns`.
+    /// A move within a namespace takes the mounts beneath along.
     pub fn attach(&mut self, ns: u32, m: Mount) {
-        if let Some((old_ns, _)) = self.find(m.id) {
+        let mut moved = None;
+        if let Some((old_ns, old)) = self.find(m.id) {
+            if old_ns == ns && old.mount_point != m.mount_point {
+                moved = Some(old.mount_point.clone());
+            }
             self.detach(old_ns, m.id);
         }
         let Some(n) = self.namespaces.get_mut(&ns) else {
@@ -309,7 +321,59 @@ impl Model {
         };
         self.owner.insert(m.id, ns);
         self.peers.add(ns, &m);
+        let rebase = moved.map(|from| (m.id, from, m.mount_point.clone()));
         n.table.insert(m);
+        if let Some((id, from, to)) = rebase {
+            self.rebase(ns, id, &from, &to);
+        }
+    }
+
+    /// Mount `top` of namespace `ns` moved from `from` to `to`: the mounts
+    /// beneath it follow.
+    pub fn rebase(&mut self, ns: u32, top: u64, from: &str, to: &str) {
+        if let Some(n) = self.namespaces.get_mut(&ns) {
+            n.table.rebase(top, from, to);
+            self.peers.forget_places();
+        }
+    }
+
+    /// Where every mount on `side` of `group` is, if that is one place.
+    /// Worked out once (a lookup of each) and kept until one of them changes.
+    pub fn place(&mut self, group: u64, side: Side) -> Option<Place> {
+        if let Some(p) = self.peers.place(group, side) {
+            return p.clone();
+        }
+        let refs: Vec<MountRef> = match side {
+            Side::Peers => self.peers.peers(group).copied().collect(),
+            Side::Slaves => self.peers.slaves(group).copied().collect(),
+        };
+        let mut place: Option<Place> = None;
+        let mut one = !refs.is_empty();
+        for r in refs {
+            let Some(m) = self.mount(r) else {
+                one = false;
+                break;
+            };
+            match &place {
+                None => {
+                    place = Some(Place {
+                        dev: m.dev,
+                        mount_point: m.mount_point.clone(),
+                        root: m.root.clone(),
+                    })
+                }
+                Some(p)
+                    if (p.dev, &*p.mount_point, &*p.root) == (m.dev, &*m.mount_point, &*m.root) => {
+                }
+                Some(_) => {
+                    one = false;
+                    break;
+                }
+            }
+        }
+        let place = place.filter(|_| one);
+        self.peers.set_place(group, side, place.clone());
+        place
     }
 
     /// Records that mount `id` left namespace `ns`; returns what it was.

@@ -115,7 +115,7 @@ impl Source {
                 let ids = sys::listmount(ns.ns_id).map_err(kernel)?;
                 let mut out = Vec::with_capacity(ids.len());
                 for id in ids {
-                    match sys::statmount(ns.ns_id, id) {
+                    match sys::statmount(ns.ns_id, id, sys::Detail::Full) {
                         Ok(st) => out.push(from_stat(st)),
                         // Unmounted between the two calls.
                         Err(Errno::ENOENT) => {}
@@ -164,8 +164,14 @@ impl Source {
 
     /// One mount by id, if it is (still) in namespace `ns`.
     pub fn stat(self, ns: &Found, id: u64) -> Option<Mount> {
+        self.stat_in(ns, id, sys::Detail::Full)
+    }
+
+    /// One mount by id, if it is (still) in namespace `ns`, read in `detail`
+    /// (mountinfo has no cheaper read: always whole).
+    pub fn stat_in(self, ns: &Found, id: u64, detail: sys::Detail) -> Option<Mount> {
         match self {
-            Source::Statmount => sys::statmount(ns.ns_id, id).ok().map(from_stat),
+            Source::Statmount => sys::statmount(ns.ns_id, id, detail).ok().map(from_stat),
             Source::Mountinfo => self.list(ns).ok()?.into_iter().find(|m| m.id == id),
         }
     }

@@ -35,6 +35,35 @@ impl MountTable {
         self.mounts.values_mut()
     }
 
+    /// Mount `top` moved from `from` to `to`: the mount points of the mounts
+    /// beneath it follow (the kernel says nothing of them; their paths are
+    /// their ancestors', and `top` is the one that moved).
+    pub fn rebase(&mut self, top: u64, from: &str, to: &str) {
+        let mut beneath = std::collections::BTreeSet::from([top]);
+        // Parents need not have smaller ids (a mount moved under a newer
+        // one): until nothing more joins.
+        loop {
+            let more: Vec<u64> = self
+                .mounts
+                .values()
+                .filter(|m| !beneath.contains(&m.id) && beneath.contains(&m.parent))
+                .map(|m| m.id)
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            beneath.extend(more);
+        }
+        beneath.remove(&top);
+        for id in beneath {
+            if let Some(m) = self.mounts.get_mut(&id)
+                && let Some(rest) = super::mount::below(from, &m.mount_point)
+            {
+                m.mount_point = super::mount::join(to, rest);
+            }
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.mounts.len()
     }
@@ -89,5 +118,54 @@ impl MountTable {
         {
             self.walk(c, depth + 1, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(id: u64, parent: u64, mount_point: &str) -> Mount {
+        Mount {
+            id,
+            parent,
+            old_id: id as u32,
+            mount_point: mount_point.into(),
+            root: "/".into(),
+            fstype: "tmpfs".into(),
+            source: "t".into(),
+            options: String::new(),
+            dev: (0, id as u32),
+            propagation: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_move_takes_the_mounts_beneath_along() {
+        // 5 was moved under 2 before 2 itself moved: a child with a smaller id.
+        let mut t = MountTable::new([
+            at(1, 0, "/"),
+            at(2, 1, "/a"),
+            at(3, 2, "/a/b"),
+            at(4, 3, "/a/b/c"),
+            at(5, 9, "/a/d"),
+            at(9, 2, "/a"),
+            at(6, 1, "/ab"),
+        ]);
+        t.insert(at(2, 1, "/x/y"));
+        t.rebase(2, "/a", "/x/y");
+        let got: Vec<(u64, &str)> = t.iter().map(|m| (m.id, m.mount_point.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (1, "/"),
+                (2, "/x/y"),
+                (3, "/x/y/b"),
+                (4, "/x/y/b/c"),
+                (5, "/x/y/d"),
+                (6, "/ab"),
+                (9, "/x/y")
+            ]
+        );
     }
 }

@@ -19,6 +19,7 @@ use foldhash::HashMap;
 use super::{
     Effect, Mode, effect,
     fanotify::{self, FAN_MNT_ATTACH, FAN_MNT_DETACH, Watcher},
+    lineage::{self, Lineages},
     placement::{Candidates, Placer},
     target,
 };
@@ -27,6 +28,7 @@ use crate::{
         Change, Found, Model, Mount, Source,
         discovery::{Discovery, Scan},
         reach::{self, Relation},
+        sys::Detail,
     },
     record::{Action, Ended, Evidence, LossReason, Lost, Propagated, Syscall, Via},
 };
@@ -187,6 +189,8 @@ pub struct Correlator {
     /// Per namespace: where the propagations its processes caused went.
     trails: HashMap<u32, Trail>,
     placer: Placer,
+    /// Propagations whose copies are read without strings.
+    lineages: Lineages,
     /// Process → the namespace its latest call ended in.
     seen_in: HashMap<u32, u32>,
     grave_order: VecDeque<u64>,
@@ -239,6 +243,7 @@ impl Correlator {
             unsettled: Vec::new(),
             trails: HashMap::default(),
             placer: Placer::default(),
+            lineages: Lineages::default(),
             seen_in: HashMap::default(),
             grave_order: VecDeque::new(),
             ended: Vec::new(),
@@ -383,6 +388,15 @@ impl Correlator {
                 _ => whereabouts.remove(&mnt_id),
             };
             if let Some((ns, m)) = &now {
+                // A move (its detach read here or earlier): what is beneath
+                // it moved too, and the kernel says nothing of that.
+                let before = was.as_ref().or_else(|| self.graveyard.get(&mnt_id));
+                if let Some((_, old)) = before.filter(|(b_ns, old)| {
+                    b_ns == ns && old.id == m.id && old.mount_point != m.mount_point
+                }) {
+                    let from = old.mount_point.clone();
+                    self.model.rebase(*ns, m.id, &from, &m.mount_point);
+                }
                 if defer == Some(pid) {
                     self.unsettled.push((*ns, m.clone()));
                 } else {
@@ -550,6 +564,8 @@ impl Correlator {
             by_home.entry(home).or_default().push(id);
         }
         let mut rings = Rings::default();
+        // Read without strings, to be completed from the mount they copy.
+        let mut bare: foldhash::HashSet<u64> = foldhash::HashSet::default();
         for (home, ids) in &mut by_home {
             ids.sort_unstable();
             ids.dedup();
@@ -578,12 +594,27 @@ impl Correlator {
                 }
                 if anchor.is_some() {
                     guesses.push((id, tries));
-                } else if let Some((ns, m)) = tries.check(self.model.source, id) {
+                } else if let Some((ns, m)) = tries.check(self.model.source, id, Detail::Full) {
                     anchor = Some((id, ns, m.parent));
                     found.insert(id, (ns, m));
                 }
             }
-            found.extend(self.placer.check_all(self.model.source, &guesses));
+            // Many copies of a mount made shared just now: read in numbers
+            // (see lineage).
+            let detail = match anchor.and_then(|(id, _, _)| found.get(&id)) {
+                Some((_, m))
+                    if guesses.len() >= lineage::NUMBERS_MIN
+                        && self.lineages.open(&self.model, m) =>
+                {
+                    Detail::Numbers
+                }
+                _ => Detail::Full,
+            };
+            let placed = self.placer.check_all((self.model.source, detail), &guesses);
+            if detail == Detail::Numbers {
+                bare.extend(placed.iter().map(|(id, _)| *id));
+            }
+            found.extend(placed);
         }
         let missing: BTreeSet<u64> = wanted
             .iter()
@@ -624,6 +655,17 @@ impl Correlator {
                 }
             }
         }
+        // Every batch teaches lineages: the next read may hold the rest of
+        // this one's copies.
+        let left = self.lineages.complete(&mut self.model, &mut found, &bare);
+        if !bare.is_empty() {
+            log::debug!(
+                "locate: {} read without strings, {} completed from the mount they copy",
+                bare.len(),
+                bare.len() - left.len()
+            );
+            self.read_whole(&mut found, &left);
+        }
         // Learnt for next time: which namespace's copy followed which.
         if self.trails.len() >= MAX_TRAILS {
             self.trails.clear();
@@ -658,6 +700,25 @@ impl Correlator {
             trail.place(placed);
         }
         found
+    }
+
+    /// Reads `ids` whole, each in the namespace it was found in (on two
+    /// threads if many); those gone meanwhile are dropped from `found`, as
+    /// if never found.
+    fn read_whole(&mut self, found: &mut HashMap<u64, (u32, Mount)>, ids: &[u64]) {
+        let again: Vec<(u64, Candidates)> = ids
+            .iter()
+            .filter_map(|id| {
+                let (ns, _) = found.remove(id)?;
+                let mut c = Candidates::default();
+                c.push(self.model.get(ns)?.found);
+                Some((*id, c))
+            })
+            .collect();
+        found.extend(
+            self.placer
+                .check_all((self.model.source, Detail::Full), &again),
+        );
     }
 
     /// The propagation records of one syscall, the model brought up to date.
@@ -802,11 +863,19 @@ impl Correlator {
             let mut kept = Vec::new();
             let mut kept_at = Vec::new();
             let mut back = Vec::new();
+            // A propagation puts one copy on each mount it reaches: a second
+            // child of one parent in the group is a later call's (a bind of a
+            // subdirectory of this call's mount joins its group).
+            let mut parents: foldhash::HashSet<u64> = mine
+                .iter()
+                .filter_map(|p| p.now.as_ref().map(|(_, m)| m.parent))
+                .collect();
             for (p, at) in mine.split_off(n).into_iter().zip(positions) {
                 let copy = group.is_some()
                     && p.mask == FAN_MNT_ATTACH
                     && p.now.as_ref().is_some_and(|(_, m)| {
-                        m.propagation.shared == group || m.propagation.master == group
+                        (m.propagation.shared == group || m.propagation.master == group)
+                            && parents.insert(m.parent)
                     });
                 if copy {
                     kept.push(p);

@@ -4,6 +4,7 @@
 //! the model says the call can reach.
 pub mod correlator;
 pub mod fanotify;
+mod lineage;
 mod placement;
 
 pub use correlator::Correlator;

@@ -12,7 +12,7 @@ use nix::{
     unistd::Pid,
 };
 
-use crate::model::{Found, Mount, Source};
+use crate::model::{Found, Mount, Source, sys::Detail};
 
 /// Below this many guesses a second thread costs more than it saves.
 const PARALLEL_MIN: usize = 128;
@@ -36,20 +36,24 @@ impl Candidates {
         }
     }
 
-    /// The first candidate namespace that holds mount `id`, and the mount.
-    pub fn check(&self, source: Source, id: u64) -> Option<(u32, Mount)> {
+    /// The first candidate namespace that holds mount `id`, and the mount
+    /// read in `detail`.
+    pub fn check(&self, source: Source, id: u64, detail: Detail) -> Option<(u32, Mount)> {
         self.0
             .iter()
             .flatten()
-            .find_map(|f| source.stat(f, id).map(|m| (f.inode, m)))
+            .find_map(|f| source.stat_in(f, id, detail).map(|m| (f.inode, m)))
     }
 }
 
 type Placed = Vec<(u64, (u32, Mount))>;
 
-fn run(source: Source, part: &[(u64, Candidates)]) -> Placed {
+/// What a batch is checked with: where the mounts are read from, and how much of each.
+type How = (Source, Detail);
+
+fn run((source, detail): How, part: &[(u64, Candidates)]) -> Placed {
     part.iter()
-        .filter_map(|(id, c)| c.check(source, *id).map(|hit| (*id, hit)))
+        .filter_map(|(id, c)| c.check(source, *id, detail).map(|hit| (*id, hit)))
         .collect()
 }
 
@@ -62,7 +66,7 @@ pub struct Placer {
 }
 
 struct Worker {
-    jobs: SyncSender<(Source, Vec<(u64, Candidates)>)>,
+    jobs: SyncSender<(How, Vec<(u64, Candidates)>)>,
     done: Receiver<Placed>,
     tid: Pid,
     /// The CPU the worker was last kept off.
@@ -71,7 +75,7 @@ struct Worker {
 
 impl Worker {
     fn start() -> std::io::Result<Worker> {
-        let (jobs, inbox) = sync_channel::<(Source, Vec<(u64, Candidates)>)>(1);
+        let (jobs, inbox) = sync_channel::<(How, Vec<(u64, Candidates)>)>(1);
         let (outbox, done) = sync_channel(1);
         let (tell, tid) = sync_channel(1);
         std::thread::Builder::new()
@@ -79,8 +83,8 @@ impl Worker {
             .spawn(move || {
                 let _ = tell.send(nix::unistd::gettid());
                 // Ends when the Placer, and with it `jobs`, is dropped.
-                while let Ok((source, part)) = inbox.recv() {
-                    if outbox.send(run(source, &part)).is_err() {
+                while let Ok((how, part)) = inbox.recv() {
+                    if outbox.send(run(how, &part)).is_err() {
                         break;
                     }
                 }
@@ -117,10 +121,11 @@ impl Worker {
 }
 
 impl Placer {
-    /// Every guess checked; those found, with their namespace and mount.
-    pub fn check_all(&mut self, source: Source, guesses: &[(u64, Candidates)]) -> Placed {
+    /// Every guess checked; those found, with their namespace and mount
+    /// read in `detail`.
+    pub fn check_all(&mut self, how: How, guesses: &[(u64, Candidates)]) -> Placed {
         if guesses.len() < PARALLEL_MIN {
-            return run(source, guesses);
+            return run(how, guesses);
         }
         if self.worker.is_none() {
             match Worker::start() {
@@ -131,9 +136,9 @@ impl Placer {
         let (a, b) = guesses.split_at(guesses.len() / 2);
         let sent = self.worker.as_mut().is_some_and(|w| {
             w.steer();
-            w.jobs.send((source, b.to_vec())).is_ok()
+            w.jobs.send((how, b.to_vec())).is_ok()
         });
-        let mut out = run(source, a);
+        let mut out = run(how, a);
         let theirs = if sent {
             self.worker.as_ref().and_then(|w| w.done.recv().ok())
         } else {
@@ -145,7 +150,7 @@ impl Placer {
                 // The worker is gone (it cannot fail otherwise): this thread
                 // does its half, and the next large batch starts another.
                 self.worker = None;
-                out.extend(run(source, b));
+                out.extend(run(how, b));
             }
         }
         out
@@ -204,12 +209,14 @@ mod tests {
             .map(|id| (*id, c))
             .collect();
         let mut placer = Placer::default();
-        // Twice: the second batch goes to the worker the first one started.
-        for _ in 0..2 {
-            let got = placer.check_all(Source::Statmount, &guesses);
+        // Twice: the second batch goes to the worker the first one started,
+        // and is read without strings.
+        for detail in [Detail::Full, Detail::Numbers] {
+            let got = placer.check_all((Source::Statmount, detail), &guesses);
             assert_eq!(got.len(), guesses.len());
             for ((want, _), (id, (ns, m))) in guesses.iter().zip(&got) {
                 assert_eq!((id, *ns, m.id), (want, me.inode, *want));
+                assert_eq!(m.mount_point.is_empty(), detail == Detail::Numbers, "{m:?}");
             }
         }
         let w = placer
@@ -227,7 +234,7 @@ mod tests {
             );
         }
         // An id no namespace holds is not found.
-        let none = placer.check_all(Source::Statmount, &[(u64::MAX, c)]);
+        let none = placer.check_all((Source::Statmount, Detail::Full), &[(u64::MAX, c)]);
         assert!(none.is_empty());
     }
 }
