@@ -1214,8 +1214,9 @@ fn as_copies(records: &[&Value]) -> Copies {
 /// One mount reaching 300 namespaces (clones each holding a peer of the
 /// shared mount it is made under, the latency benchmark's farm): every copy
 /// is reported once, in the namespace, at the path and with the unique id
-/// the kernel gives it, as a peer of the call's own. A batch this large is
-/// looked up on two threads; the scenarios above make a few copies at a time.
+/// the kernel gives it, as a peer of the call's own; then two more read in
+/// one batch go each to its own call. A batch this large is looked up on two
+/// threads; the scenarios above make a few copies at a time.
 #[test]
 fn a_propagation_into_300_namespaces_is_reported_copy_by_copy() {
     const N: usize = 300;
@@ -1249,6 +1250,31 @@ fn a_propagation_into_300_namespaces_is_reported_copy_by_copy() {
         );
         assert_eq!(r["evidence"], "observed", "{r}");
         assert_eq!(r["shared"], mine[0]["shared"], "one peer group: {r}");
+    }
+    // Two more read in one batch (mnttrace stopped): each call takes its
+    // own copies, as many as its count from the model says (the peers at
+    // one place are counted without a lookup each), no more.
+    let stopped = nix::unistd::Pid::from_raw(tracer.pid() as i32);
+    nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    for request in ["mkdir 1", "mount 1", "mkdir 2", "mount 2"] {
+        farm.ask(request);
+    }
+    nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    let targets = [1, 2].map(|k| format!("{}/x/{k}", farm.dir));
+    let want = targets.clone().map(|t| farm.kernel(|_| vec![t.clone()]));
+    let both = |rs: &[Value]| {
+        targets
+            .iter()
+            .all(|t| farm_call(rs, pid, "mount", t).is_some_and(|c| copies_of(rs, c).len() >= N))
+    };
+    let rs = tracer.wait_for(60, both);
+    for (t, want) in targets.iter().zip(&want) {
+        let call = farm_call(&rs, pid, "mount", t).expect("the call");
+        assert_eq!(
+            &as_copies(&copies_of(&rs, call)),
+            want,
+            "{t}: mnttrace's copies (left), the kernel's (right)"
+        );
     }
 }
 

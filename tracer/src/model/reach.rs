@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
-    Model, Mount, MountRef,
+    Model, Mount, MountRef, Side,
     mount::{below, join, join_parts},
 };
 
@@ -226,11 +226,37 @@ impl Covered<'_> {
             if !done.insert(g) {
                 continue;
             }
-            let receivers = model
+            // Peers all at one place (namespaces cloned from one): where
+            // the mount lands on each is known without looking each up, a
+            // cache miss or more apiece at a thousand namespaces.
+            let one_place = match model.peers().place(g, Side::Peers) {
+                Some(Some(p)) if rel == Relation::Peer => Some(p),
+                _ => None,
+            };
+            if let Some(p) = one_place
+                && let Some(inside) = below(&p.root, fs_path)
+            {
+                out.extend(
+                    model
+                        .peers()
+                        .peers(g)
+                        .filter(|r| **r != own)
+                        .map(|r| Landing {
+                            ns: r.ns,
+                            base: &p.mount_point,
+                            rest: inside,
+                            relation: rel,
+                            parent: *r,
+                            group: Some(g),
+                        }),
+                );
+            }
+            let peers = model
                 .peers()
                 .peers(g)
-                .map(|r| (*r, rel))
-                .chain(model.peers().slaves(g).map(|r| (*r, Relation::Slave)));
+                .filter(|_| one_place.is_none())
+                .map(|r| (*r, rel));
+            let receivers = peers.chain(model.peers().slaves(g).map(|r| (*r, Relation::Slave)));
             for (r, rel) in receivers {
                 if r == own {
                     continue;
