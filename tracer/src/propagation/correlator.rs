@@ -866,7 +866,7 @@ impl Correlator {
             // A propagation puts one copy on each mount it reaches: a second
             // child of one parent in the group is a later call's (a bind of a
             // subdirectory of this call's mount joins its group).
-            let mut parents: foldhash::HashSet<u64> = mine
+            let mut parents: foldhash::HashSet<u64> = mine[..n]
                 .iter()
                 .filter_map(|p| p.now.as_ref().map(|(_, m)| m.parent))
                 .collect();
