@@ -1095,8 +1095,8 @@ fn unique_mount_id(path: &str) -> u64 {
 /// A farm of namespaces (tests/src/bin/nsfarm.rs), all holding copies of
 /// one shared mount, driven one request at a time.
 struct Farm {
-    // Before the temp dir: the namespaces die first.
-    child: mnttrace_tests::Killed,
+    // Kept for its drop, before the temp dir's: the namespaces die first.
+    _child: mnttrace_tests::Killed,
     said: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
     go: std::process::ChildStdin,
     /// The farm's directory; its shared mount is at `{dir}/x`.
@@ -1124,7 +1124,7 @@ impl Farm {
         let go = child.0.stdin.take().expect("stdin");
         let said = std::io::BufReader::new(child.0.stdout.take().expect("stdout")).lines();
         let mut farm = Farm {
-            child,
+            _child: child,
             said,
             go,
             dir,
@@ -1152,7 +1152,6 @@ impl Farm {
         writeln!(self.go, "{request}").expect("to nsfarm");
         let r = self.line();
         assert_eq!(r["ret"], 0, "nsfarm {request}: {r}");
-        let _ = &self.child;
     }
 
     fn ns(pid: u32) -> u64 {
