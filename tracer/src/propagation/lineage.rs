@@ -220,6 +220,33 @@ impl Lineages {
                 }
             }
         }
+        // A lineage none of whose mounts was read whole (a later call's in
+        // the same batch: only a batch's first mount is): its oldest, the
+        // call's own when it is there, is read whole to stand for it.
+        let mut oldest: HashMap<u64, u64> = HashMap::default();
+        for &(id, k) in &keyed {
+            if self
+                .lines
+                .get(&k)
+                .is_some_and(|l| l.template.is_none() && !l.mixed)
+            {
+                let o = oldest.entry(k).or_insert(id);
+                *o = (*o).min(id);
+            }
+        }
+        for (k, id) in oldest {
+            let Some(&(ns, _)) = found.get(&id) else {
+                continue;
+            };
+            let Some(m) = model.get(ns).and_then(|n| model.source.stat(&n.found, id)) else {
+                continue;
+            };
+            keyed.retain(|(i, _)| *i != id);
+            found.insert(id, (ns, m.clone()));
+            if let Some(line) = self.lines.get_mut(&k) {
+                line.template = Some((ns, m));
+            }
+        }
         // Once per lineage: its template, and where it sits.
         let mut origins: HashMap<u64, Option<Origin>> = HashMap::default();
         for (_, k) in &keyed {
