@@ -152,6 +152,15 @@ impl Tracer {
         nix::sys::signal::kill(pid, sig).expect("signal mnttrace");
     }
 
+    /// Stops mnttrace (SIGSTOP) until the returned guard is dropped
+    /// (SIGCONT, also when the test fails meanwhile): what happens in the
+    /// meantime is read in one batch.
+    pub fn pause(&self) -> Paused {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP mnttrace");
+        Paused(pid)
+    }
+
     pub fn wait(mut self) -> (std::process::ExitStatus, Vec<String>, Vec<String>) {
         let status = self.child.wait().expect("wait mnttrace");
         std::thread::sleep(Duration::from_millis(100));
@@ -163,6 +172,15 @@ impl Drop for Tracer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// mnttrace stopped by [`Tracer::pause`]; continued when dropped.
+pub struct Paused(nix::unistd::Pid);
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
     }
 }
 

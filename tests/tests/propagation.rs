@@ -118,11 +118,9 @@ fn caused(rs: &[Value], id: &Value) -> Caused {
 /// Runs `steps` back to back in namespace `ns` with the tracer stopped, so
 /// mnttrace reads their events in one batch; each step must succeed.
 fn batch_while_stopped(w: &mut World, ns: usize, steps: Value) {
-    let tracer = w.tracer.as_ref().expect("tracer").pid() as i32;
-    let tracer = nix::unistd::Pid::from_raw(tracer);
-    nix::sys::signal::kill(tracer, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let paused = w.tracer.as_ref().expect("tracer").pause();
     let res = w.nss[ns].run(&json!({"op": "batch", "steps": steps}));
-    nix::sys::signal::kill(tracer, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    drop(paused);
     for r in res.as_array().expect("results") {
         assert_eq!(r["ret"], 0, "{res}");
     }
@@ -640,11 +638,10 @@ fn gone_before_lookup_is_derived() {
     w.trace();
     let (a, b) = s1_setup(&mut w, &d);
     let xb = d.at("B");
-    let tracer_pid = nix::unistd::Pid::from_raw(w.tracer.as_ref().expect("tracer").pid() as i32);
-    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let paused = w.tracer.as_ref().expect("tracer").pause();
     let before = (w.nss[a].table(), w.nss[b].table());
     let res = w.nss[a].run(&json!({"op": "batch", "steps": [tmpfs("D1", &xb), umount(&xb, 0)]}));
-    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    drop(paused);
     assert_eq!(
         (w.nss[a].table(), w.nss[b].table()),
         before,
@@ -838,12 +835,11 @@ fn mounts_before_the_watch_are_linked(mode: &'static str) {
     let d = Dirs::new();
     let mut w = World::new(mode);
     w.trace();
-    let tracer_pid = nix::unistd::Pid::from_raw(w.tracer.as_ref().expect("tracer").pid() as i32);
-    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let paused = w.tracer.as_ref().expect("tracer").pause();
     let mut ns = mnttrace_tests::world::Ns::fresh();
     ns.run(&mkdir(&d.x));
     let r = ns.run(&tmpfs("X", &d.x));
-    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    drop(paused);
     assert_eq!(r["ret"], 0, "{r}");
     let (pid, mntns) = (ns.pid, ns.mntns);
     w.nss.push(ns);
@@ -1043,14 +1039,13 @@ fn fanotify_overflow_is_reported_and_recovered() {
     w.trace_with(&["--ring-size", "128M"]);
     let (a, b) = s1_setup(&mut w, &d);
     let xb = d.at("B");
-    let tracer_pid = nix::unistd::Pid::from_raw(w.tracer.as_ref().expect("tracer").pid() as i32);
-    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let paused = w.tracer.as_ref().expect("tracer").pause();
     // 2 namespaces x 2 events x 4200 > the default queue of 16384 events.
     let steps: Vec<Value> = (0..4200)
         .flat_map(|_| [tmpfs("F", &xb), umount(&xb, 0)])
         .collect();
     let res = w.nss[a].run(&json!({"op": "batch", "steps": steps}));
-    nix::sys::signal::kill(tracer_pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    drop(paused);
     assert!(
         res.as_array()
             .expect("results")
@@ -1253,12 +1248,11 @@ fn a_propagation_into_300_namespaces_is_reported_copy_by_copy() {
     // Two more read in one batch (mnttrace stopped): each call takes its
     // own copies, as many as its count from the model says (the peers at
     // one place are counted without a lookup each), no more.
-    let stopped = nix::unistd::Pid::from_raw(tracer.pid() as i32);
-    nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let paused = tracer.pause();
     for request in ["mkdir 1", "mount 1", "mkdir 2", "mount 2"] {
         farm.ask(request);
     }
-    nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    drop(paused);
     let targets = [1, 2].map(|k| format!("{}/x/{k}", farm.dir));
     let want = targets.clone().map(|t| farm.kernel(|_| vec![t.clone()]));
     let both = |rs: &[Value]| {
@@ -1353,8 +1347,7 @@ fn copies_read_without_strings_are_where_the_kernel_put_them() {
     farm.ask("mkdir 2");
     farm.ask("mount 2");
     copied(&format!("{x}/2"), N);
-    let stopped = nix::unistd::Pid::from_raw(tracer.pid() as i32);
-    nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let paused = tracer.pause();
     let batch = [
         "mount 0",
         "mkdir 0/s",
@@ -1366,7 +1359,7 @@ fn copies_read_without_strings_are_where_the_kernel_put_them() {
     for request in batch {
         farm.ask(request);
     }
-    nix::sys::signal::kill(stopped, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    drop(paused);
     copied(&format!("{x}/sub/m"), 2 * N);
     farm.ask("mkdir 1/q");
     farm.ask("mount 1/q");

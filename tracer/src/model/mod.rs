@@ -307,13 +307,8 @@ impl Model {
     }
 
     /// Records a mount the kernel attached (or moved) in namespace `ns`.
-    /// A move within a namespace takes the mounts beneath along.
     pub fn attach(&mut self, ns: u32, m: Mount) {
-        let mut moved = None;
-        if let Some((old_ns, old)) = self.find(m.id) {
-            if old_ns == ns && old.mount_point != m.mount_point {
-                moved = Some(old.mount_point.clone());
-            }
+        if let Some((old_ns, _)) = self.find(m.id) {
             self.detach(old_ns, m.id);
         }
         let Some(n) = self.namespaces.get_mut(&ns) else {
@@ -321,15 +316,11 @@ impl Model {
         };
         self.owner.insert(m.id, ns);
         self.peers.add(ns, &m);
-        let rebase = moved.map(|from| (m.id, from, m.mount_point.clone()));
         n.table.insert(m);
-        if let Some((id, from, to)) = rebase {
-            self.rebase(ns, id, &from, &to);
-        }
     }
 
     /// Mount `top` of namespace `ns` moved from `from` to `to`: the mounts
-    /// beneath it follow.
+    /// beneath it follow (the kernel reports only the one that moved).
     pub fn rebase(&mut self, ns: u32, top: u64, from: &str, to: &str) {
         if let Some(n) = self.namespaces.get_mut(&ns) {
             n.table.rebase(top, from, to);
@@ -343,35 +334,24 @@ impl Model {
         if let Some(p) = self.peers.place(group, side) {
             return p.clone();
         }
-        let refs: Vec<MountRef> = match side {
-            Side::Peers => self.peers.peers(group).copied().collect(),
-            Side::Slaves => self.peers.slaves(group).copied().collect(),
-        };
-        let mut place: Option<Place> = None;
-        let mut one = !refs.is_empty();
-        for r in refs {
-            let Some(m) = self.mount(r) else {
-                one = false;
-                break;
-            };
-            match &place {
-                None => {
-                    place = Some(Place {
-                        dev: m.dev,
-                        mount_point: m.mount_point.clone(),
-                        root: m.root.clone(),
+        let place = {
+            let mut mounts = self.peers.on(group, side).map(|r| self.mount(*r));
+            match mounts.next() {
+                Some(Some(first)) => mounts
+                    .all(|m| {
+                        m.is_some_and(|m| {
+                            (m.dev, &m.mount_point, &m.root)
+                                == (first.dev, &first.mount_point, &first.root)
+                        })
                     })
-                }
-                Some(p)
-                    if (p.dev, &*p.mount_point, &*p.root) == (m.dev, &*m.mount_point, &*m.root) => {
-                }
-                Some(_) => {
-                    one = false;
-                    break;
-                }
+                    .then(|| Place {
+                        dev: first.dev,
+                        mount_point: first.mount_point.clone(),
+                        root: first.root.clone(),
+                    }),
+                _ => None,
             }
-        }
-        let place = place.filter(|_| one);
+        };
         self.peers.set_place(group, side, place.clone());
         place
     }

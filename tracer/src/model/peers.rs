@@ -54,13 +54,23 @@ impl PeerIndex {
         }
     }
 
-    /// Whether `r` is on `side` of group `group`.
-    pub fn holds(&self, group: u64, side: Side, r: MountRef) -> bool {
-        let map = match side {
+    fn side(&self, side: Side) -> &HashMap<u64, BTreeSet<MountRef>> {
+        match side {
             Side::Peers => &self.groups,
             Side::Slaves => &self.slaves,
-        };
-        map.get(&group).is_some_and(|set| set.contains(&r))
+        }
+    }
+
+    /// The mounts on `side` of group `group`.
+    pub fn on(&self, group: u64, side: Side) -> impl Iterator<Item = &MountRef> {
+        self.side(side).get(&group).into_iter().flatten()
+    }
+
+    /// Whether `r` is on `side` of group `group`.
+    pub fn holds(&self, group: u64, side: Side, r: MountRef) -> bool {
+        self.side(side)
+            .get(&group)
+            .is_some_and(|set| set.contains(&r))
     }
 
     pub fn place(&self, group: u64, side: Side) -> Option<&Option<Place>> {
@@ -101,11 +111,11 @@ impl PeerIndex {
     }
 
     pub fn peers(&self, group: u64) -> impl Iterator<Item = &MountRef> {
-        self.groups.get(&group).into_iter().flatten()
+        self.on(group, Side::Peers)
     }
 
     pub fn slaves(&self, group: u64) -> impl Iterator<Item = &MountRef> {
-        self.slaves.get(&group).into_iter().flatten()
+        self.on(group, Side::Slaves)
     }
 
     pub fn groups(&self) -> impl Iterator<Item = (&u64, &BTreeSet<MountRef>)> {

@@ -391,9 +391,9 @@ impl Correlator {
                 // A move (its detach read here or earlier): what is beneath
                 // it moved too, and the kernel says nothing of that.
                 let before = was.as_ref().or_else(|| self.graveyard.get(&mnt_id));
-                if let Some((_, old)) = before.filter(|(b_ns, old)| {
-                    b_ns == ns && old.id == m.id && old.mount_point != m.mount_point
-                }) {
+                if let Some((_, old)) =
+                    before.filter(|(b_ns, old)| b_ns == ns && old.mount_point != m.mount_point)
+                {
                     let from = old.mount_point.clone();
                     self.model.rebase(*ns, m.id, &from, &m.mount_point);
                 }
