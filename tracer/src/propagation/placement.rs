@@ -4,8 +4,15 @@
 //!
 //! A propagation into a thousand namespaces is a thousand statmount calls
 //! (~3 µs each, most of the time from a syscall's exit to its copies on the
-//! output), so a large batch is split in two and checked on two threads.
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+//! output), so a large batch is checked on two threads.
+use std::{
+    sync::{
+        Arc, Condvar, Mutex, PoisonError,
+        atomic::{AtomicUsize, Ordering},
+        mpsc::{Sender, channel, sync_channel},
+    },
+    time::Duration,
+};
 
 use nix::{
     sched::{CpuSet, sched_getaffinity, sched_getcpu, sched_setaffinity},
@@ -57,17 +64,55 @@ fn run((source, detail): How, part: &[(u64, Candidates)]) -> Placed {
         .collect()
 }
 
-/// Checks guesses, a large batch in two halves at once: one on the caller's
-/// thread, one on a worker that is started on first use and then sleeps
-/// between batches.
+/// Guesses taken this many at a time: small enough that the thread that
+/// runs out first waits little for the other's last part (~50 µs).
+const PART: usize = 32;
+
+/// A large batch, its parts taken in turn by both threads. Shared rather
+/// than split in halves: a worker woken late (its CPU busy with another
+/// process) held the caller up until its whole half was done; now the
+/// caller takes the parts it has not started.
+struct Job {
+    how: How,
+    guesses: Vec<(u64, Candidates)>,
+    /// The first guess no thread has taken yet.
+    next: AtomicUsize,
+    /// The worker's share: how many guesses it checked, and its parts'
+    /// results by where they start.
+    theirs: Mutex<(usize, Vec<(usize, Placed)>)>,
+    finished: Condvar,
+}
+
+impl Job {
+    /// Checks parts until none is left: how many guesses, and what was found.
+    fn work(&self) -> (usize, Vec<(usize, Placed)>) {
+        let mut checked = 0;
+        let mut parts = Vec::new();
+        loop {
+            let at = self.next.fetch_add(PART, Ordering::Relaxed);
+            let Some(part) = self.guesses.get(at..(at + PART).min(self.guesses.len())) else {
+                break;
+            };
+            if part.is_empty() {
+                break;
+            }
+            checked += part.len();
+            parts.push((at, run(self.how, part)));
+        }
+        (checked, parts)
+    }
+}
+
+/// Checks guesses, a large batch on two threads at once: the caller's and a
+/// worker that is started on first use and then sleeps between batches.
 #[derive(Default)]
 pub struct Placer {
     worker: Option<Worker>,
 }
 
 struct Worker {
-    jobs: SyncSender<(How, Vec<(u64, Candidates)>)>,
-    done: Receiver<Placed>,
+    jobs: Sender<Arc<Job>>,
+    thread: std::thread::JoinHandle<()>,
     tid: Pid,
     /// The CPU the worker was last kept off.
     off: Option<usize>,
@@ -75,31 +120,36 @@ struct Worker {
 
 impl Worker {
     fn start() -> std::io::Result<Worker> {
-        let (jobs, inbox) = sync_channel::<(How, Vec<(u64, Candidates)>)>(1);
-        let (outbox, done) = sync_channel(1);
+        // Unbounded: the caller never waits to hand a batch over, even to a
+        // worker still asleep over one the caller finished alone.
+        let (jobs, inbox) = channel::<Arc<Job>>();
         let (tell, tid) = sync_channel(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("mnttrace-place".into())
             .spawn(move || {
                 let _ = tell.send(nix::unistd::gettid());
                 // Ends when the Placer, and with it `jobs`, is dropped.
-                while let Ok((how, part)) = inbox.recv() {
-                    if outbox.send(run(how, &part)).is_err() {
-                        break;
+                while let Ok(job) = inbox.recv() {
+                    let (checked, parts) = job.work();
+                    if checked > 0 {
+                        let mut theirs = job.theirs.lock().unwrap_or_else(PoisonError::into_inner);
+                        theirs.0 += checked;
+                        theirs.1.extend(parts);
+                        job.finished.notify_one();
                     }
                 }
             })?;
         let tid = tid.recv().map_err(std::io::Error::other)?;
         Ok(Worker {
             jobs,
-            done,
+            thread,
             tid,
             off: None,
         })
     }
 
     /// Keeps the worker off the caller's CPU. Woken there, it waited for the
-    /// caller's half to end while the other CPU sat idle: the scheduler
+    /// caller's part to end while the other CPU sat idle: the scheduler
     /// placed one wake-up in three that way on this 2-CPU machine (sched
     /// traces), doubling the time to place a thousand copies.
     fn steer(&mut self) {
@@ -118,11 +168,28 @@ impl Worker {
             self.off = Some(here);
         }
     }
+
+    /// The worker's parts of `job`, of `owed` guesses in all, once it has
+    /// checked them; `None` if it died first.
+    fn collect(&self, job: &Job, owed: usize) -> Option<Vec<(usize, Placed)>> {
+        let mut theirs = job.theirs.lock().unwrap_or_else(PoisonError::into_inner);
+        while theirs.0 < owed {
+            if self.thread.is_finished() {
+                return None;
+            }
+            theirs = job
+                .finished
+                .wait_timeout(theirs, Duration::from_millis(10))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        Some(std::mem::take(&mut theirs.1))
+    }
 }
 
 impl Placer {
-    /// Every guess checked; those found, with their namespace and mount
-    /// read in `detail`.
+    /// Every guess checked; those found, in the guesses' order, with their
+    /// namespace and mount read in `detail`.
     pub fn check_all(&mut self, how: How, guesses: &[(u64, Candidates)]) -> Placed {
         if guesses.len() < PARALLEL_MIN {
             return run(how, guesses);
@@ -130,30 +197,41 @@ impl Placer {
         if self.worker.is_none() {
             match Worker::start() {
                 Ok(w) => self.worker = Some(w),
-                Err(e) => log::debug!("no second thread for placement ({e}): one does both halves"),
+                Err(e) => log::debug!("no second thread for placement ({e}): one does it all"),
             }
         }
-        let (a, b) = guesses.split_at(guesses.len() / 2);
+        let job = Arc::new(Job {
+            how,
+            guesses: guesses.to_vec(),
+            next: AtomicUsize::new(0),
+            theirs: Mutex::new((0, Vec::new())),
+            finished: Condvar::new(),
+        });
         let sent = self.worker.as_mut().is_some_and(|w| {
             w.steer();
-            w.jobs.send((how, b.to_vec())).is_ok()
+            w.jobs.send(job.clone()).is_ok()
         });
-        let mut out = run(how, a);
-        let theirs = if sent {
-            self.worker.as_ref().and_then(|w| w.done.recv().ok())
-        } else {
-            None
-        };
-        match theirs {
-            Some(found) => out.extend(found),
-            None => {
-                // The worker is gone (it cannot fail otherwise): this thread
-                // does its half, and the next large batch starts another.
-                self.worker = None;
-                out.extend(run(how, b));
+        let (checked, mut parts) = job.work();
+        let owed = guesses.len() - checked;
+        if owed > 0 {
+            match self
+                .worker
+                .as_ref()
+                .filter(|_| sent)
+                .and_then(|w| w.collect(&job, owed))
+            {
+                Some(theirs) => parts.extend(theirs),
+                None => {
+                    // The worker is gone (it cannot fail otherwise), and with
+                    // it what it was checking: this thread does the batch
+                    // again, and the next large one starts another worker.
+                    self.worker = None;
+                    return run(how, guesses);
+                }
             }
         }
-        out
+        parts.sort_unstable_by_key(|(at, _)| *at);
+        parts.into_iter().flat_map(|(_, placed)| placed).collect()
     }
 }
 
@@ -169,6 +247,49 @@ mod tests {
         }
         let ino = std::fs::metadata("/proc/self/ns/mnt").ok()?.ino() as u32;
         source.discover(0).into_iter().find(|f| f.inode == ino)
+    }
+
+    /// Threads taking parts of one job in turn check every guess once.
+    #[test]
+    fn shared_parts_cover_the_batch_once() {
+        let Some(me) = own() else {
+            eprintln!("skipped: no statmount here");
+            return;
+        };
+        let mut c = Candidates::default();
+        c.push(me);
+        let ids = Source::Statmount
+            .ids(&me)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let guesses: Vec<(u64, Candidates)> = ids
+            .iter()
+            .cycle()
+            .take(PART * 7 + 5)
+            .map(|id| (*id, c))
+            .collect();
+        let job = Job {
+            how: (Source::Statmount, Detail::Numbers),
+            guesses: guesses.clone(),
+            next: AtomicUsize::new(0),
+            theirs: Mutex::new((0, Vec::new())),
+            finished: Condvar::new(),
+        };
+        let shares: Vec<(usize, Vec<(usize, Placed)>)> = std::thread::scope(|s| {
+            let t: Vec<_> = (0..3).map(|_| s.spawn(|| job.work())).collect();
+            t.into_iter().map(|t| t.join().expect("a share")).collect()
+        });
+        assert_eq!(shares.iter().map(|s| s.0).sum::<usize>(), guesses.len());
+        let mut parts: Vec<(usize, Placed)> = shares.into_iter().flat_map(|s| s.1).collect();
+        parts.sort_unstable_by_key(|(at, _)| *at);
+        let got: Vec<u64> = parts
+            .into_iter()
+            .flat_map(|p| p.1)
+            .map(|(id, _)| id)
+            .collect();
+        let want: Vec<u64> = guesses.iter().map(|(id, _)| *id).collect();
+        assert_eq!(got, want);
     }
 
     #[test]
@@ -233,6 +354,13 @@ mod tests {
                 "the worker may run on CPU {off}"
             );
         }
+        // A batch the caller finishes alone while the worker is still busy
+        // (with the batch before, here) is whole all the same, and the
+        // worker, coming to it late, leaves the next batch whole too.
+        let first = placer.check_all((Source::Statmount, Detail::Numbers), &guesses);
+        let second = placer.check_all((Source::Statmount, Detail::Numbers), &guesses);
+        assert_eq!(first.len(), guesses.len());
+        assert_eq!(second.len(), guesses.len());
         // An id no namespace holds is not found.
         let none = placer.check_all((Source::Statmount, Detail::Full), &[(u64::MAX, c)]);
         assert!(none.is_empty());
