@@ -356,14 +356,14 @@ fn latency(doc: &Value, out: &mut String) {
 `nsfarm` (tests/src/bin/nsfarm.rs) builds, in a private namespace tree of its own, N mount namespaces of {} mounts \
 each: the first holds a shared tmpfs, the other N-1 are forked children that each unshare a copy of it (so all N hold a \
 peer of it) and wait; they are killed with the farm. mnttrace runs on the whole machine (`--json --propagation MODE`, \
-stdout a pipe read by the bench, each line stamped with CLOCK_MONOTONIC on arrival). The farm's first namespace makes \
+stdout a pipe read by the bench, each line stamped with CLOCK_MONOTONIC when the read(2) that returns it returns). The farm's first namespace makes \
 {} mounts of a tmpfs under the shared mount, one at a time: each reaches all N namespaces, so mnttrace writes N \
 `propagation` records for it (its own mount and N-1 peer copies). Latency: a record's arrival minus its syscall \
 record's `ktime_ns` (the syscall's exit, CLOCK_MONOTONIC). The bench waits for all N (30 s at most) and for the N \
 records of the matching umount before the next mount, so every latency is one mount's, not a queue's. p50/p99/max \
 over every copy; *first/last copy*: median over the mounts of their earliest and latest copy. The bench's reader shares \
-the machine's 2 cores with mnttrace; it reads two fields of each line (`kind`, `cause`), the whole line only for syscall \
-and `lost` records.\n\n\
+the machine's 2 cores with mnttrace; it finds two fields of each line (`kind`, `cause`) without parsing it, and parses \
+the whole line only for syscall and `lost` records.\n\n\
 | propagation | namespaces (on machine) | copies delivered | p50 (ms) | p99 (ms) | max (ms) | first copy p50 (ms) | last copy p50 / max (ms) | umount p50 / p99 (ms) | mnttrace VmHWM (MB) | mnttrace CPU (s) |\n\
 |---|---|---|---|---|---|---|---|---|---|---|\n",
         l["config"]["mounts_per_ns"], l["config"]["mounts"],
