@@ -11,6 +11,7 @@ use std::{
 use serde_json::Value;
 
 pub mod docker;
+pub mod farm;
 pub mod oci;
 pub mod raw;
 pub mod world;

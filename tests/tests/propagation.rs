@@ -1092,8 +1092,7 @@ fn unique_mount_id(path: &str) -> u64 {
 struct Farm {
     // Kept for its drop, before the temp dir's: the namespaces die first.
     _child: mnttrace_tests::Killed,
-    said: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
-    go: std::process::ChildStdin,
+    link: mnttrace_tests::farm::FarmLink,
     /// The farm's directory; its shared mount is at `{dir}/x`.
     dir: String,
     /// One process in each namespace, the farm's own first.
@@ -1103,7 +1102,6 @@ struct Farm {
 
 impl Farm {
     fn start(n: usize, layout: &[&str]) -> Farm {
-        use std::io::BufRead as _;
         let t = tempdir();
         let dir = format!("{}/farm", t.path().display());
         std::fs::create_dir(&dir).expect("mkdir");
@@ -1116,36 +1114,27 @@ impl Farm {
                 .spawn()
                 .expect("nsfarm"),
         );
-        let go = child.0.stdin.take().expect("stdin");
-        let said = std::io::BufReader::new(child.0.stdout.take().expect("stdout")).lines();
-        let mut farm = Farm {
-            _child: child,
-            said,
-            go,
-            dir,
-            pids: Vec::new(),
-            _t: t,
-        };
-        let pid = farm.line()["pid"].as_u64().expect("pid") as u32;
+        let (link, hello) =
+            mnttrace_tests::farm::FarmLink::open(&mut child.0).expect("nsfarm's hello");
+        let pid = hello["pid"].as_u64().expect("pid") as u32;
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
             .expect("nsfarm's children");
-        farm.pids = std::iter::once(pid)
+        let pids: Vec<u32> = std::iter::once(pid)
             .chain(children.split_whitespace().map(|p| p.parse().expect("pid")))
             .collect();
-        assert_eq!(farm.pids.len(), n, "one process per namespace");
-        farm
-    }
-
-    fn line(&mut self) -> Value {
-        let l = self.said.next().expect("a line from nsfarm").expect("read");
-        serde_json::from_str(&l).expect("nsfarm's JSON")
+        assert_eq!(pids.len(), n, "one process per namespace");
+        Farm {
+            _child: child,
+            link,
+            dir,
+            pids,
+            _t: t,
+        }
     }
 
     /// Runs one request (see nsfarm), which must succeed.
     fn ask(&mut self, request: &str) {
-        use std::io::Write as _;
-        writeln!(self.go, "{request}").expect("to nsfarm");
-        let r = self.line();
+        let r = self.link.ask(request).expect("nsfarm's reply");
         assert_eq!(r["ret"], 0, "nsfarm {request}: {r}");
     }
 

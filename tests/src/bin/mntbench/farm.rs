@@ -1,13 +1,12 @@
 //! The bench's side of `nsfarm`: N namespaces under one shared peer group,
 //! built in a private namespace tree of the farm's own, and gone with it.
 use std::{
-    io::{BufRead, BufReader, Lines, Write},
-    process::{ChildStdin, ChildStdout, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use anyhow::{Context as _, Result};
-use serde_json::Value;
+use mnttrace_tests::farm::FarmLink;
 
 use crate::proc::Guard;
 
@@ -16,8 +15,7 @@ pub const SLOTS: usize = 64;
 
 pub struct Farm {
     guard: Guard,
-    stdin: Option<ChildStdin>,
-    lines: Lines<BufReader<ChildStdout>>,
+    link: Option<FarmLink>,
     /// The process whose namespace holds the original of the shared mount;
     /// its mount(2) calls are the ones measured.
     pub pid: u32,
@@ -41,9 +39,7 @@ impl Farm {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         let mut guard = Guard::spawn(&mut cmd)?;
-        let stdin = guard.child().stdin.take();
-        let mut lines = BufReader::new(guard.child().stdout.take().context("stdout")?).lines();
-        let hello: Value = serde_json::from_str(&lines.next().context("nsfarm ended")??)?;
+        let (link, hello) = FarmLink::open(guard.child()).context("nsfarm's hello")?;
         Ok(Farm {
             pid: hello["pid"].as_u64().context("pid")? as u32,
             n,
@@ -51,17 +47,14 @@ impl Farm {
             setup_ms: hello["setup_ms"].as_f64().unwrap_or(0.0),
             peers: format!("{}/x", dir.path().display()),
             guard,
-            stdin,
-            lines,
+            link: Some(link),
             _dir: dir,
         })
     }
 
     fn ask(&mut self, op: &str, k: usize) -> Result<i64> {
-        let stdin = self.stdin.as_mut().context("farm stopped")?;
-        writeln!(stdin, "{op} {k}")?;
-        stdin.flush()?;
-        let v: Value = serde_json::from_str(&self.lines.next().context("nsfarm ended")??)?;
+        let link = self.link.as_mut().context("farm stopped")?;
+        let v = link.ask(&format!("{op} {k}"))?;
         v["ret"].as_i64().context("ret")
     }
 
@@ -83,7 +76,7 @@ impl Drop for Farm {
     /// Its stdin's end has it kill and reap every namespace's process
     /// before exiting; the guard kills it if it does not.
     fn drop(&mut self) {
-        drop(self.stdin.take());
+        drop(self.link.take());
         let _ = self.guard.wait(Duration::from_secs(30));
     }
 }
