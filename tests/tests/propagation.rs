@@ -797,6 +797,55 @@ fn a_batch_of_calls_sees_each_others_mounts() {
     w.finish();
 }
 
+/// A mount call that makes more copies than the model foresaw: another
+/// process, not traced (`--pid`), made the target shared and bound it
+/// elsewhere in the same namespace. A make-shared makes no mount event, so
+/// the model still holds the target private and counts one copy; the
+/// kernel makes two, both of the call's new peer group, each on a parent
+/// of its own: both are the call's.
+#[test]
+fn copies_past_the_models_count_are_the_calls() {
+    let d = Dirs::new();
+    let mut w = World::new("fanotify");
+    let a = x_in_fresh(&mut w, &d, &["T", "U"]);
+    let pid = w.nss[a].pid;
+    w.trace_with(&["--pid", &pid.to_string()]);
+    let (t, u) = (d.at("T"), d.at("U"));
+    let (tm, um) = (format!("{t}/m"), format!("{u}/m"));
+    w.step(a, tmpfs("T", &t));
+    w.step(a, mkdir(&tm));
+    let mut other = mnttrace_tests::world::Ns::fresh();
+    for step in [
+        json!({"op": "open", "path": format!("/proc/{pid}/ns/mnt")}),
+        json!({"op": "setns", "fd": "$0", "nstype": libc::CLONE_NEWNS}),
+        make(&t, "shared", false),
+        bind(&t, &u),
+    ] {
+        let r = other.run(&step);
+        assert!(r["ret"].as_i64().unwrap_or(-1) >= 0, "{step} -> {r}");
+    }
+    assert_eq!(other.table(), w.nss[a].table(), "one namespace");
+    let out = w.step(a, tmpfs("M", &tm));
+    // The kernel: the mount and its copy, peers of a new group.
+    let group = |path: &str| {
+        let table = w.nss[a].table();
+        let line = table.iter().find(|l| l.mount_point == path).cloned();
+        line.unwrap_or_else(|| panic!("{path} not in the table"))
+            .shared
+    };
+    assert!(group(&tm).is_some(), "{tm}: not shared");
+    assert_eq!(group(&tm), group(&um), "{tm} and {um}: not peers");
+    // mnttrace's: both the call's (World::step held them against the kernel).
+    let mut paths: Vec<&str> = out
+        .records
+        .iter()
+        .filter_map(|r| r["path"].as_str())
+        .collect();
+    paths.sort();
+    assert_eq!(paths, [tm.as_str(), um.as_str()]);
+    w.finish();
+}
+
 /// --mntns N also shows a call made elsewhere whose mount arrived in N, and
 /// only such calls.
 #[test]
