@@ -111,7 +111,9 @@ pub fn measure(farm: &mut Farm, mounts: usize, mode: &str, bin: &str) -> Result<
     let cpu0 = proc::cpu_ms(a.guard.pid).unwrap_or(0.0);
     let mut seen = Seen::default();
     let (mut per_copy, mut last, mut first, mut um) = (vec![], vec![], vec![], vec![]);
-    for k in 0..mounts.min(crate::farm::SLOTS) {
+    for i in 0..mounts {
+        // Each slot is free again after its umount.
+        let k = i % crate::farm::SLOTS;
         let target = farm.target(k);
         let t = proc::monotonic_ns();
         anyhow::ensure!(farm.mount(k)? == 0, "mount on {target} failed");

@@ -357,7 +357,7 @@ fn latency(doc: &Value, out: &mut String) {
 each: the first holds a shared tmpfs, the other N-1 are forked children that each unshare a copy of it (so all N hold a \
 peer of it) and wait; they are killed with the farm. mnttrace runs on the whole machine (`--json --propagation MODE`, \
 stdout a pipe read by the bench, each line stamped with CLOCK_MONOTONIC when the read(2) that returns it returns). The farm's first namespace makes \
-{} mounts of a tmpfs under the shared mount, one at a time: each reaches all N namespaces, so mnttrace writes N \
+{} mounts of a tmpfs under the shared mount, one at a time (on 64 directories in turn): each reaches all N namespaces, so mnttrace writes N \
 `propagation` records for it (its own mount and N-1 peer copies). Latency: a record's arrival minus its syscall \
 record's `ktime_ns` (the syscall's exit, CLOCK_MONOTONIC). The bench waits for all N (30 s at most) and for the N \
 records of the matching umount before the next mount, so every latency is one mount's, not a queue's. p50/p99/max \
