@@ -3,7 +3,7 @@
 //! syscalls happen in a private mount namespace of its own.
 use std::{
     io::{BufRead, BufReader, Write},
-    process::{Child, ChildStdin, Command, Stdio},
+    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -11,7 +11,7 @@ use std::{
 use serde_json::Value;
 
 pub mod docker;
-pub mod farm;
+pub mod link;
 pub mod oci;
 pub mod raw;
 pub mod world;
@@ -221,8 +221,7 @@ pub fn validator() -> jsonschema::Validator {
 pub struct Drive {
     _script: tempfile::NamedTempFile,
     child: Child,
-    stdin: Option<ChildStdin>,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    link: Option<link::Link>,
     pub pid: u32,
     pub mntns: u64,
 }
@@ -239,16 +238,11 @@ impl Drive {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn mntdrive");
-        let stdin = child.stdin.take();
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let hello: Value =
-            serde_json::from_str(&lines.next().expect("hello line").expect("read hello"))
-                .expect("hello is JSON");
+        let (link, hello) = link::Link::open(&mut child, "mntdrive").expect("hello");
         Drive {
             _script: file,
             child,
-            stdin,
-            lines,
+            link: Some(link),
             pid: hello["pid"].as_u64().expect("pid") as u32,
             mntns: hello["mntns"].as_u64().expect("mntns"),
         }
@@ -257,19 +251,15 @@ impl Drive {
     /// Runs the script; returns one result per step. The driver then stays
     /// alive (its /proc entries readable) until [`Drive::finish`].
     pub fn go(&mut self, steps: usize) -> Vec<Value> {
-        let stdin = self.stdin.as_mut().expect("stdin");
-        stdin.write_all(b"go\n").expect("go");
-        stdin.flush().expect("go");
+        let link = self.link.as_mut().expect("running");
+        link.send("go").expect("go");
         (0..steps)
-            .map(|_| {
-                let l = self.lines.next().expect("a result per step").expect("read");
-                serde_json::from_str(&l).expect("result is JSON")
-            })
+            .map(|_| link.line().expect("a result per step"))
             .collect()
     }
 
     pub fn finish(mut self) {
-        drop(self.stdin.take());
+        drop(self.link.take());
         let status = self.child.wait().expect("wait mntdrive");
         assert!(status.success(), "mntdrive failed: {status}");
     }

@@ -4,20 +4,18 @@
 //! /proc/PID/mountinfo before and after it.
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader, Write},
-    process::{Child, ChildStdin, Command, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
 
-use crate::{Tracer, mntdrive_bin, mnttrace_bin};
+use crate::{Tracer, link::Link, mntdrive_bin, mnttrace_bin};
 
 /// A driver serving steps, one JSON line each, in a mount namespace of its own.
 pub struct Ns {
     child: Child,
-    stdin: ChildStdin,
-    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    link: Link,
     pub pid: u32,
     pub mntns: u64,
 }
@@ -32,14 +30,10 @@ impl Ns {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn mntdrive --serve");
-        let stdin = child.stdin.take().expect("stdin");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let hello: Value = serde_json::from_str(&lines.next().expect("hello").expect("hello"))
-            .expect("hello is JSON");
+        let (link, hello) = Link::open(&mut child, "mntdrive --serve").expect("hello");
         Ns {
             child,
-            stdin,
-            lines,
+            link,
             pid: hello["pid"].as_u64().expect("pid") as u32,
             mntns: hello["mntns"].as_u64().expect("mntns"),
         }
@@ -57,10 +51,7 @@ impl Ns {
 
     /// Runs one step (or a `batch`) and returns the driver's answer.
     pub fn run(&mut self, step: &Value) -> Value {
-        writeln!(self.stdin, "{step}").expect("send step");
-        self.stdin.flush().expect("send step");
-        let line = self.lines.next().expect("an answer").expect("read answer");
-        serde_json::from_str(&line).expect("answer is JSON")
+        self.link.ask(&step.to_string()).expect("an answer")
     }
 
     /// Runs `steps` back to back and exits right after the last one (no
@@ -68,8 +59,7 @@ impl Ns {
     pub fn run_then_exit(mut self, mut steps: Vec<Value>) {
         steps.push(json!({"op": "exit"}));
         let batch = json!({"op": "batch", "steps": steps});
-        writeln!(self.stdin, "{batch}").expect("send steps");
-        self.stdin.flush().expect("send steps");
+        self.link.send(&batch.to_string()).expect("send steps");
         let _ = self.child.wait();
     }
 

@@ -1141,7 +1141,7 @@ fn unique_mount_id(path: &str) -> u64 {
 struct Farm {
     // Kept for its drop, before the temp dir's: the namespaces die first.
     _child: mnttrace_tests::Killed,
-    link: mnttrace_tests::farm::FarmLink,
+    link: mnttrace_tests::link::Link,
     /// The farm's directory; its shared mount is at `{dir}/x`.
     dir: String,
     /// One process in each namespace, the farm's own first.
@@ -1164,7 +1164,7 @@ impl Farm {
                 .expect("nsfarm"),
         );
         let (link, hello) =
-            mnttrace_tests::farm::FarmLink::open(&mut child.0).expect("nsfarm's hello");
+            mnttrace_tests::link::Link::open(&mut child.0, "nsfarm").expect("nsfarm's hello");
         let pid = hello["pid"].as_u64().expect("pid") as u32;
         let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
             .expect("nsfarm's children");

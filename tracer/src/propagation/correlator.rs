@@ -610,7 +610,7 @@ impl Correlator {
                 }
                 _ => Detail::Full,
             };
-            let placed = self.placer.check_all((self.model.source, detail), &guesses);
+            let placed = self.placer.check_all((self.model.source, detail), guesses);
             if detail == Detail::Numbers {
                 bare.extend(placed.iter().map(|(id, _)| *id));
             }
@@ -717,7 +717,7 @@ impl Correlator {
             .collect();
         found.extend(
             self.placer
-                .check_all((self.model.source, Detail::Full), &again),
+                .check_all((self.model.source, Detail::Full), again),
         );
     }
 

@@ -84,6 +84,16 @@ struct Job {
 }
 
 impl Job {
+    fn new(how: How, guesses: Vec<(u64, Candidates)>) -> Job {
+        Job {
+            how,
+            guesses,
+            next: AtomicUsize::new(0),
+            theirs: Mutex::new((0, Vec::new())),
+            finished: Condvar::new(),
+        }
+    }
+
     /// Checks parts until none is left: how many guesses, and what was found.
     fn work(&self) -> (usize, Vec<(usize, Placed)>) {
         let mut checked = 0;
@@ -190,9 +200,9 @@ impl Worker {
 impl Placer {
     /// Every guess checked; those found, in the guesses' order, with their
     /// namespace and mount read in `detail`.
-    pub fn check_all(&mut self, how: How, guesses: &[(u64, Candidates)]) -> Placed {
+    pub fn check_all(&mut self, how: How, guesses: Vec<(u64, Candidates)>) -> Placed {
         if guesses.len() < PARALLEL_MIN {
-            return run(how, guesses);
+            return run(how, &guesses);
         }
         if self.worker.is_none() {
             match Worker::start() {
@@ -200,19 +210,13 @@ impl Placer {
                 Err(e) => log::debug!("no second thread for placement ({e}): one does it all"),
             }
         }
-        let job = Arc::new(Job {
-            how,
-            guesses: guesses.to_vec(),
-            next: AtomicUsize::new(0),
-            theirs: Mutex::new((0, Vec::new())),
-            finished: Condvar::new(),
-        });
+        let job = Arc::new(Job::new(how, guesses));
         let sent = self.worker.as_mut().is_some_and(|w| {
             w.steer();
             w.jobs.send(job.clone()).is_ok()
         });
         let (checked, mut parts) = job.work();
-        let owed = guesses.len() - checked;
+        let owed = job.guesses.len() - checked;
         if owed > 0 {
             match self
                 .worker
@@ -226,7 +230,7 @@ impl Placer {
                     // it what it was checking: this thread does the batch
                     // again, and the next large one starts another worker.
                     self.worker = None;
-                    return run(how, guesses);
+                    return run(how, &job.guesses);
                 }
             }
         }
@@ -269,13 +273,7 @@ mod tests {
             .take(PART * 7 + 5)
             .map(|id| (*id, c))
             .collect();
-        let job = Job {
-            how: (Source::Statmount, Detail::Numbers),
-            guesses: guesses.clone(),
-            next: AtomicUsize::new(0),
-            theirs: Mutex::new((0, Vec::new())),
-            finished: Condvar::new(),
-        };
+        let job = Job::new((Source::Statmount, Detail::Numbers), guesses.clone());
         let shares: Vec<(usize, Vec<(usize, Placed)>)> = std::thread::scope(|s| {
             let t: Vec<_> = (0..3).map(|_| s.spawn(|| job.work())).collect();
             t.into_iter().map(|t| t.join().expect("a share")).collect()
@@ -333,7 +331,7 @@ mod tests {
         // Twice: the second batch goes to the worker the first one started,
         // and is read without strings.
         for detail in [Detail::Full, Detail::Numbers] {
-            let got = placer.check_all((Source::Statmount, detail), &guesses);
+            let got = placer.check_all((Source::Statmount, detail), guesses.clone());
             assert_eq!(got.len(), guesses.len());
             for ((want, _), (id, (ns, m))) in guesses.iter().zip(&got) {
                 assert_eq!((id, *ns, m.id), (want, me.inode, *want));
@@ -357,12 +355,12 @@ mod tests {
         // A batch the caller finishes alone while the worker is still busy
         // (with the batch before, here) is whole all the same, and the
         // worker, coming to it late, leaves the next batch whole too.
-        let first = placer.check_all((Source::Statmount, Detail::Numbers), &guesses);
-        let second = placer.check_all((Source::Statmount, Detail::Numbers), &guesses);
+        let first = placer.check_all((Source::Statmount, Detail::Numbers), guesses.clone());
+        let second = placer.check_all((Source::Statmount, Detail::Numbers), guesses.clone());
         assert_eq!(first.len(), guesses.len());
         assert_eq!(second.len(), guesses.len());
         // An id no namespace holds is not found.
-        let none = placer.check_all((Source::Statmount, Detail::Full), &[(u64::MAX, c)]);
+        let none = placer.check_all((Source::Statmount, Detail::Full), vec![(u64::MAX, c)]);
         assert!(none.is_empty());
     }
 }

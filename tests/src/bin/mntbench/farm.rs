@@ -6,7 +6,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use mnttrace_tests::farm::FarmLink;
+use mnttrace_tests::link::Link;
 
 use crate::proc::Guard;
 
@@ -15,7 +15,7 @@ pub const SLOTS: usize = 64;
 
 pub struct Farm {
     guard: Guard,
-    link: Option<FarmLink>,
+    link: Option<Link>,
     /// The process whose namespace holds the original of the shared mount;
     /// its mount(2) calls are the ones measured.
     pub pid: u32,
@@ -39,7 +39,7 @@ impl Farm {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
         let mut guard = Guard::spawn(&mut cmd)?;
-        let (link, hello) = FarmLink::open(guard.child()).context("nsfarm's hello")?;
+        let (link, hello) = Link::open(guard.child(), "nsfarm").context("nsfarm's hello")?;
         Ok(Farm {
             pid: hello["pid"].as_u64().context("pid")? as u32,
             n,
