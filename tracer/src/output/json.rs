@@ -12,13 +12,28 @@ use crate::record::{Arg, Ended, Lost, Propagated, Record, Syscall, Value};
 
 pub const SCHEMA: &str = "mnttrace/v1";
 
-/// A time in RFC 3339 with microseconds, written straight into the line
-/// (a String per record was a tenth of a propagation's output cost).
+/// A time in RFC 3339 with microseconds (formatted once for the records
+/// that share it: a String per record was a tenth of a propagation's
+/// output cost).
 struct Time(std::time::SystemTime);
 
 impl Serialize for Time {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_micros(self.0))
+        thread_local! {
+            // The last time written: a call's propagation records share one.
+            static LAST: std::cell::RefCell<Option<(std::time::SystemTime, String)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        LAST.with_borrow_mut(|last| {
+            let text = match last {
+                Some((t, text)) if *t == self.0 => text,
+                _ => {
+                    let text = humantime::format_rfc3339_micros(self.0).to_string();
+                    &last.insert((self.0, text)).1
+                }
+            };
+            s.serialize_str(text)
+        })
     }
 }
 

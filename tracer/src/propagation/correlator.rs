@@ -17,7 +17,7 @@ use std::{
 use foldhash::HashMap;
 
 use super::{
-    Effect, Mode, effect,
+    Effect, Mode, Unsettled, effect,
     fanotify::{self, FAN_MNT_ATTACH, FAN_MNT_DETACH, Watcher},
     lineage::{self, Lineages},
     placement::{Candidates, Placer},
@@ -183,9 +183,9 @@ pub struct Correlator {
     /// Only this process's syscalls reach us (kernel-side --pid); its events alone matter.
     kernel_tgid: u32,
     graveyard: HashMap<u64, (u32, Mount)>,
-    /// Mounts a mount call attached, not in the model until its records
-    /// are out ([`Correlator::settle`]).
-    unsettled: Vec<(u32, Mount)>,
+    /// Mounts the kernel attached, not in the model until the records of
+    /// the calls that made them are out ([`Correlator::settle`]).
+    unsettled: Vec<Unsettled>,
     /// Per namespace: where the propagations its processes caused went.
     trails: HashMap<u32, Trail>,
     placer: Placer,
@@ -287,12 +287,14 @@ impl Correlator {
         self.read(None);
     }
 
-    /// Puts in the model the mounts the latest mount call attached. Its
-    /// records need only their lookups, so the agent writes them first: at
-    /// a thousand namespaces the thousand inserts (a cache miss or more
-    /// each) came between the call's exit and its copies on the output.
-    /// Every other way into the correlator settles first, and a claim puts
-    /// in at once whatever is not the claiming call's own.
+    /// Puts in the model the mounts read attached. A mount call's records
+    /// need only their lookups, so the agent writes them first: at a
+    /// thousand namespaces the thousand inserts (a cache miss or more each)
+    /// came between the call's exit and its copies on the output, and so
+    /// did those of a part read before its exit. Every other way into the
+    /// correlator settles first, but for the mounts of the processes whose
+    /// events it reads (and of the process whose mount call it handles),
+    /// and a claim puts in at once whatever is not the claiming call's own.
     pub fn settle(&mut self) {
         self.settle_except(&[]);
     }
@@ -300,28 +302,48 @@ impl Correlator {
     /// Settles every unsettled mount but those of `keep` (sorted ids).
     fn settle_except(&mut self, keep: &[u64]) {
         let model = &mut self.model;
-        for (ns, m) in self
+        for u in self
             .unsettled
-            .extract_if(.., |(_, m)| keep.binary_search(&m.id).is_err())
+            .extract_if(.., |u| keep.binary_search(&u.mount.id).is_err())
         {
-            model.attach(ns, m);
+            model.attach(u.ns, u.mount);
         }
     }
 
-    /// Reads the mount events queued so far. The mounts attached by
-    /// `defer`'s events (the process whose mount call is being handled)
-    /// wait in `unsettled`.
+    /// Settles every unsettled mount but those of the processes `keep`.
+    fn settle_others(&mut self, keep: &[u32]) {
+        let model = &mut self.model;
+        for u in self.unsettled.extract_if(.., |u| !keep.contains(&u.pid)) {
+            model.attach(u.ns, u.mount);
+        }
+    }
+
+    /// Reads the mount events queued so far. The mounts they attached wait
+    /// in `unsettled`; the model takes those of other processes first (but
+    /// `defer`'s: the process whose mount call is being handled).
     fn read(&mut self, defer: Option<u32>) {
-        self.settle();
-        let Some(w) = &self.watcher else { return };
+        let Some(w) = &self.watcher else {
+            self.settle();
+            return;
+        };
         let started = monotonic_ns();
         let events = match w.read() {
             Ok(e) => e,
             Err(e) => {
                 log::warn!("reading fanotify mount events: {e}");
+                self.settle();
                 return;
             }
         };
+        let mut keep: Vec<u32> = defer.into_iter().collect();
+        for e in &events {
+            if let fanotify::Event::Mount { pid, .. } = e
+                && !keep.contains(pid)
+            {
+                keep.push(*pid);
+            }
+        }
+        self.settle_others(&keep);
         let hi = monotonic_ns();
         let lo = self.read_started;
         self.read_started = started;
@@ -394,14 +416,19 @@ impl Correlator {
                 if let Some((_, old)) =
                     before.filter(|(b_ns, old)| b_ns == ns && old.mount_point != m.mount_point)
                 {
+                    // The mounts beneath it must be in the model to move
+                    // with it: all but those of the call being handled, as
+                    // when every read settled first.
                     let from = old.mount_point.clone();
+                    self.settle_others(&defer.into_iter().collect::<Vec<_>>());
                     self.model.rebase(*ns, m.id, &from, &m.mount_point);
                 }
-                if defer == Some(pid) {
-                    self.unsettled.push((*ns, m.clone()));
-                } else {
-                    self.model.attach(*ns, m.clone());
-                }
+                self.unsettled.push(Unsettled {
+                    ns: *ns,
+                    mount: m.clone(),
+                    pid,
+                    read_at: hi,
+                });
             }
             self.pending.push_back(Pending {
                 pid,
@@ -604,7 +631,7 @@ impl Correlator {
             let detail = match anchor.and_then(|(id, _, _)| found.get(&id)) {
                 Some((_, m))
                     if guesses.len() >= lineage::NUMBERS_MIN
-                        && self.lineages.open(&self.model, m) =>
+                        && self.lineages.open(&self.model, &self.unsettled, m) =>
                 {
                     Detail::Numbers
                 }
@@ -657,7 +684,9 @@ impl Correlator {
         }
         // Every batch teaches lineages: the next read may hold the rest of
         // this one's copies.
-        let left = self.lineages.complete(&mut self.model, &mut found, &bare);
+        let left = self
+            .lineages
+            .complete(&mut self.model, &self.unsettled, &mut found, &bare);
         if !bare.is_empty() {
             log::debug!(
                 "locate: {} read without strings, {} completed from the mount they copy",
@@ -723,7 +752,15 @@ impl Correlator {
 
     /// The propagation records of one syscall, the model brought up to date.
     pub fn on_syscall(&mut self, s: &Syscall) -> Vec<Propagated> {
-        self.settle();
+        // Only a mount call's claim may run before the model has its mounts
+        // (namespace calls and diff mode read the tables): those read before
+        // its exit stay out too.
+        let claims = self.mode == Mode::Fanotify && matches!(effect(s), Effect::Mounts);
+        if claims {
+            self.settle_others(&[s.pid]);
+        } else {
+            self.settle();
+        }
         if self.seen_in.len() >= MAX_SEEN {
             self.seen_in.clear();
         }
@@ -739,10 +776,10 @@ impl Correlator {
         // since has them all. (In a storm a batch of calls needs one read,
         // not one each.)
         if self.read_started <= s.ktime_ns.saturating_add(CLOCK_SLACK_NS) {
-            // Only a mount call's claim may run before the model has its
-            // mounts (namespace calls and diff mode read the tables).
-            let claims = self.mode == Mode::Fanotify && matches!(effect(s), Effect::Mounts);
             self.read(claims.then_some(s.pid));
+        }
+        if !claims {
+            self.settle();
         }
         let mut out = Vec::new();
         match effect(s) {
@@ -896,7 +933,12 @@ impl Correlator {
             // Those given back are later calls': in the model now.
             self.settle_except(&ids(&mine));
         }
-        let mut out: Vec<Propagated> = mine.into_iter().map(|p| self.record(p, Some(s))).collect();
+        // One time for the call's records: they are made together.
+        let now = SystemTime::now();
+        let mut out: Vec<Propagated> = mine
+            .into_iter()
+            .map(|p| self.record(p, Some(s), now))
+            .collect();
         own_first(s, &mut out);
         self.derive(s, &mut out);
         out
@@ -940,7 +982,7 @@ impl Correlator {
     }
 
     /// Takes the pending event's mount apart rather than copying its strings.
-    fn record(&self, p: Pending, cause: Option<&Syscall>) -> Propagated {
+    fn record(&self, p: Pending, cause: Option<&Syscall>, time: SystemTime) -> Propagated {
         let action = match (p.mask & FAN_MNT_ATTACH != 0, p.mask & FAN_MNT_DETACH != 0) {
             (true, true) => Action::Moved,
             (true, false) => Action::Attached,
@@ -969,7 +1011,7 @@ impl Correlator {
         };
         Propagated {
             container: None,
-            time: SystemTime::now(),
+            time,
             cause: cause.map(|s| s.id),
             cause_pid: (p.pid != 0).then_some(p.pid),
             mntns: ns,
@@ -1180,6 +1222,13 @@ impl Correlator {
     /// `caught_up`: the ring was read to its end, and mnttrace waits for more.
     pub fn tick(&mut self, caught_up: bool) -> (Vec<Propagated>, Vec<Ended>, Vec<Lost>) {
         self.ingest();
+        // Mounts of calls never handled (a process --pid does not follow)
+        // go in once they are a tick old: every handled call settles them.
+        let old = monotonic_ns().saturating_sub(ORPHAN_AFTER.as_nanos() as u64);
+        let model = &mut self.model;
+        for u in self.unsettled.extract_if(.., |u| u.read_at < old) {
+            model.attach(u.ns, u.mount);
+        }
         if caught_up {
             self.ring_at = monotonic_ns();
         }
@@ -1198,7 +1247,7 @@ impl Correlator {
             if let Some(p) = queue.pop_front()
                 && (self.kernel_tgid == 0 || p.pid == self.kernel_tgid)
             {
-                out.push(self.record(p, None));
+                out.push(self.record(p, None, SystemTime::now()));
             }
         }
         self.listings = self
@@ -1260,7 +1309,7 @@ impl Correlator {
         let out = pending
             .into_iter()
             .filter(|p| self.kernel_tgid == 0 || p.pid == self.kernel_tgid)
-            .map(|p| self.record(p, None))
+            .map(|p| self.record(p, None, SystemTime::now()))
             .collect();
         (out, ended)
     }

@@ -32,6 +32,7 @@
 //! as the model's own is.
 use foldhash::{HashMap, HashSet};
 
+use super::Unsettled;
 use crate::model::{
     Model, Mount, MountRef, Propagation, Side,
     mount::{below, join},
@@ -67,9 +68,15 @@ struct Line {
     parents: HashSet<u64>,
 }
 
-fn in_model(model: &Model, g: u64) -> bool {
+/// Whether group `g` has a member in the model, or waiting to go in.
+fn in_model(model: &Model, unsettled: &[Unsettled], g: u64) -> bool {
     let peers = model.peers();
-    peers.peers(g).next().is_some() || peers.slaves(g).next().is_some()
+    peers.peers(g).next().is_some()
+        || peers.slaves(g).next().is_some()
+        || unsettled.iter().any(|u| {
+            let p = u.mount.propagation;
+            p.shared == Some(g) || p.master == Some(g)
+        })
 }
 
 /// Lineages remembered at most (they are needed for one call's reads).
@@ -89,17 +96,17 @@ impl Lineages {
     /// Whether copies of `m` would be of a lineage that can be completed
     /// (the first condition above): a batch whose first mount is not is
     /// read whole.
-    pub fn open(&self, model: &Model, m: &Mount) -> bool {
+    pub fn open(&self, model: &Model, unsettled: &[Unsettled], m: &Mount) -> bool {
         let p = &m.propagation;
         [p.shared, p.master]
             .into_iter()
             .flatten()
-            .any(|g| self.eligible(model, g))
+            .any(|g| self.eligible(model, unsettled, g))
     }
 
     /// A group new to the model, or one of a lineage seen from its start.
-    fn eligible(&self, model: &Model, g: u64) -> bool {
-        !in_model(model, g) || self.up.contains_key(&g)
+    fn eligible(&self, model: &Model, unsettled: &[Unsettled], g: u64) -> bool {
+        !in_model(model, unsettled, g) || self.up.contains_key(&g)
     }
 
     /// What was remembered holds while each lineage's template is in the
@@ -107,11 +114,17 @@ impl Lineages {
     /// id may come back (the kernel frees the ids of empty groups) for
     /// another mount, and a slave keeps its master's group alive. Otherwise
     /// all of it is forgotten (a lineage is several groups).
-    fn forget_stale(&mut self, model: &Model) {
+    fn forget_stale(&mut self, model: &Model, unsettled: &[Unsettled]) {
         let stale = self.lines.len() > MAX_LINES
             || self.lines.values().any(|l| match &l.template {
                 Some((ns, t)) => model
                     .find(t.id)
+                    .or_else(|| {
+                        unsettled
+                            .iter()
+                            .find(|u| u.mount.id == t.id)
+                            .map(|u| (u.ns, &u.mount))
+                    })
                     .is_none_or(|(n, m)| n != *ns || m.propagation != t.propagation),
                 None => true,
             });
@@ -151,12 +164,12 @@ impl Lineages {
     }
 
     /// The lineage of `m`, if it has an open one.
-    fn of(&mut self, model: &Model, m: &Mount) -> Option<u64> {
+    fn of(&mut self, model: &Model, unsettled: &[Unsettled], m: &Mount) -> Option<u64> {
         let p = m.propagation;
         [p.shared, p.master]
             .into_iter()
             .flatten()
-            .find(|g| self.eligible(model, *g))
+            .find(|g| self.eligible(model, unsettled, *g))
             .map(|g| self.name(g))
     }
 
@@ -166,18 +179,19 @@ impl Lineages {
     pub fn complete(
         &mut self,
         model: &mut Model,
+        unsettled: &[Unsettled],
         found: &mut HashMap<u64, (u32, Mount)>,
         bare: &HashSet<u64>,
     ) -> Vec<u64> {
         if bare.is_empty() && found.len() < LEARN_MIN {
             return Vec::new();
         }
-        self.forget_stale(model);
+        self.forget_stale(model, unsettled);
         for (_, m) in found.values() {
             let p = m.propagation;
             if let (Some(s), Some(ma)) = (p.shared, p.master)
-                && self.eligible(model, s)
-                && self.eligible(model, ma)
+                && self.eligible(model, unsettled, s)
+                && self.eligible(model, unsettled, ma)
             {
                 self.join(s, ma);
             }
@@ -190,7 +204,7 @@ impl Lineages {
             let k = match last {
                 Some((p, k)) if p == m.propagation => k,
                 _ => {
-                    let k = self.of(model, m);
+                    let k = self.of(model, unsettled, m);
                     last = Some((m.propagation, k));
                     k
                 }

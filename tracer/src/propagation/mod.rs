@@ -11,8 +11,21 @@ pub use correlator::Correlator;
 
 use crate::{
     decode::Call,
+    model::Mount,
     record::{Syscall, Value},
 };
+
+/// A mount the kernel attached, read and located, kept out of the model
+/// until the records of the call that made it are out (see
+/// `Correlator::settle`).
+pub struct Unsettled {
+    pub ns: u32,
+    pub mount: Mount,
+    /// The process the kernel named as its cause.
+    pub pid: u32,
+    /// When the read that returned its event ended (CLOCK_MONOTONIC ns).
+    pub read_at: u64,
+}
 
 /// How propagation is seen (`--propagation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
