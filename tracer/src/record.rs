@@ -209,8 +209,8 @@ pub struct Propagated {
     pub action: Action,
     pub relation: Option<Relation>,
     pub propagation: Propagation,
-    pub fstype: String,
-    pub source: String,
+    pub fstype: Arc<str>,
+    pub source: Arc<str>,
     pub evidence: Evidence,
     pub via: Via,
     /// The container whose namespace `mntns` is (filled by the agent).

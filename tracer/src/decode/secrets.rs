@@ -120,17 +120,19 @@ pub fn fsconfig_value(key: &[u8], value: &[u8]) -> Option<Vec<u8>> {
 /// A mount's source and options (statmount, mountinfo) with secrets redacted.
 pub fn mount(m: &mut crate::model::Mount) {
     if let Some(o) = options(m.options.as_bytes()) {
-        m.options = String::from_utf8_lossy(&o).into_owned();
+        m.options = String::from_utf8_lossy(&o).into();
     }
     if let Some(s) = url(m.source.as_bytes()) {
-        m.source = String::from_utf8_lossy(&s).into_owned();
+        m.source = String::from_utf8_lossy(&s).into();
     }
 }
 
+use std::sync::Arc;
+
 /// A string (a mount's source as the kernel shows it) with a URL password redacted.
-pub fn source(s: &mut String) {
+pub fn source(s: &mut Arc<str>) {
     if let Some(r) = url(s.as_bytes()) {
-        *s = String::from_utf8_lossy(&r).into_owned();
+        *s = String::from_utf8_lossy(&r).into();
     }
 }
 

@@ -27,7 +27,7 @@ pub enum Side {
 pub struct Place {
     pub dev: (u32, u32),
     pub mount_point: String,
-    pub root: String,
+    pub root: std::sync::Arc<str>,
 }
 
 #[derive(Debug, Default)]

@@ -412,7 +412,7 @@ mod tests {
             root: root.into(),
             fstype: "tmpfs".into(),
             source: "t".into(),
-            options: String::new(),
+            options: "".into(),
             dev: (0, 42),
             propagation: Propagation {
                 shared,

@@ -7,7 +7,7 @@ use nix::errno::Errno;
 use procfs::process::{MountOptFields, Process};
 
 use super::{
-    mount::{Mount, Propagation},
+    mount::{Mount, Propagation, shared},
     sys,
 };
 
@@ -190,10 +190,10 @@ pub fn from_stat(st: sys::Stat) -> Mount {
             unbindable: st.propagation & MS_UNBINDABLE != 0,
         },
         mount_point: st.mount_point,
-        root: st.root,
-        fstype: st.fstype,
-        source: st.source,
-        options: st.options,
+        root: shared(st.root),
+        fstype: shared(st.fstype),
+        source: shared(st.source),
+        options: shared(st.options),
         dev: st.dev,
     }
 }
@@ -228,10 +228,10 @@ pub fn from_mountinfo(mi: procfs::process::MountInfo) -> Mount {
         parent: u64::from(mi.pid as u32),
         old_id: mi.mnt_id as u32,
         mount_point: unescape(&mi.mount_point.to_string_lossy()),
-        root: unescape(&mi.root),
-        fstype: mi.fs_type,
-        source: unescape(&mi.mount_source.unwrap_or_default()),
-        options: opts.join(","),
+        root: shared(unescape(&mi.root)),
+        fstype: shared(mi.fs_type),
+        source: shared(unescape(&mi.mount_source.unwrap_or_default())),
+        options: shared(opts.join(",")),
         dev: (maj, min),
         propagation: p,
     }

@@ -134,7 +134,7 @@ mod tests {
             root: "/".into(),
             fstype: "tmpfs".into(),
             source: "t".into(),
-            options: String::new(),
+            options: "".into(),
             dev: (0, id as u32),
             propagation: Default::default(),
         }

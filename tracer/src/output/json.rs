@@ -316,9 +316,9 @@ fn write_propagated(buf: &mut Vec<u8>, p: &Propagated, node: Option<&str>) {
     buf.extend_from_slice(br#","unbindable":"#);
     value(buf, &p.propagation.unbindable);
     buf.extend_from_slice(br#","fstype":"#);
-    value(buf, &p.fstype);
+    value(buf, &*p.fstype);
     buf.extend_from_slice(br#","source":"#);
-    value(buf, &p.source);
+    value(buf, &*p.source);
     buf.extend_from_slice(br#","evidence":""#);
     buf.extend_from_slice(p.evidence.name().as_bytes());
     buf.extend_from_slice(br#"","via":""#);
@@ -416,7 +416,7 @@ mod tests {
             propagate_from: None,
             unbindable: true,
         };
-        p.fstype = String::new();
+        p.fstype = "".into();
         p.source = "//srv/share".into();
         p.evidence = Evidence::Derived;
         p.via = Via::Listing;

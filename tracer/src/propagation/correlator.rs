@@ -1007,7 +1007,7 @@ impl Correlator {
         };
         let (path, propagation, fstype, source) = match m {
             Some(m) => (Some(m.mount_point), m.propagation, m.fstype, m.source),
-            None => (None, Default::default(), String::new(), String::new()),
+            None => (None, Default::default(), "".into(), "".into()),
         };
         Propagated {
             container: None,

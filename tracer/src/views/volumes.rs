@@ -138,7 +138,7 @@ pub fn human(all: &[ContainerVolumes<'_>], host: u32) -> String {
                 [
                     v.mount.mount_point.clone(),
                     v.host_path.clone().unwrap_or_else(|| "-".into()),
-                    v.mount.fstype.clone(),
+                    v.mount.fstype.to_string(),
                     v.mount.propagation.to_string(),
                     v.asked.clone().unwrap_or_else(|| "-".into()),
                     yes_no(v.from_host.yes).into(),
