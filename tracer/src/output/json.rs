@@ -275,11 +275,11 @@ fn lost<'a>(l: &Lost, node: Option<&'a str>) -> LostJson<'a> {
     }
 }
 
-/// One record as one line of JSON (without the newline), appended to `buf`
-/// (reused from line to line: a thousand copies of a propagation are a
-/// thousand lines).
-/// One JSON value into `buf`.
-fn value<T: Serialize + ?Sized>(buf: &mut Vec<u8>, v: &T) {
+/// `,"key":value` into `buf` (`key` needs no escaping).
+fn field<T: Serialize + ?Sized>(buf: &mut Vec<u8>, key: &str, v: &T) {
+    buf.extend_from_slice(b",\"");
+    buf.extend_from_slice(key.as_bytes());
+    buf.extend_from_slice(b"\":");
     // Into a Vec: serde_json fails only on non-string map keys or a failing
     // writer, neither here.
     serde_json::to_writer(&mut *buf, v).expect("a value serializes");
@@ -291,45 +291,31 @@ fn value<T: Serialize + ?Sized>(buf: &mut Vec<u8>, v: &T) {
 /// constants here; every value still goes through serde_json. The same
 /// line as serde's layout (`PropagatedJson`): the tests hold it to that.
 fn write_propagated(buf: &mut Vec<u8>, p: &Propagated, node: Option<&str>) {
-    buf.extend_from_slice(br#"{"schema":"mnttrace/v1","kind":"propagation","time":"#);
-    value(buf, &Time(p.time));
-    buf.extend_from_slice(br#","cause":"#);
-    value(buf, &p.cause);
-    buf.extend_from_slice(br#","cause_pid":"#);
-    value(buf, &p.cause_pid);
-    buf.extend_from_slice(br#","mntns":"#);
-    value(buf, &p.mntns);
-    buf.extend_from_slice(br#","mnt_id":"#);
-    value(buf, &p.mnt_id);
-    buf.extend_from_slice(br#","path":"#);
-    value(buf, &p.path);
-    buf.extend_from_slice(br#","from_path":"#);
-    value(buf, &p.from_path);
-    buf.extend_from_slice(br#","action":""#);
-    buf.extend_from_slice(p.action.name().as_bytes());
-    buf.extend_from_slice(br#"","relation":"#);
-    value(buf, &p.relation.map(|r| r.name()));
-    buf.extend_from_slice(br#","shared":"#);
-    value(buf, &p.propagation.shared);
-    buf.extend_from_slice(br#","master":"#);
-    value(buf, &p.propagation.master);
-    buf.extend_from_slice(br#","unbindable":"#);
-    value(buf, &p.propagation.unbindable);
-    buf.extend_from_slice(br#","fstype":"#);
-    value(buf, &*p.fstype);
-    buf.extend_from_slice(br#","source":"#);
-    value(buf, &*p.source);
-    buf.extend_from_slice(br#","evidence":""#);
-    buf.extend_from_slice(p.evidence.name().as_bytes());
-    buf.extend_from_slice(br#"","via":""#);
-    buf.extend_from_slice(p.via.name().as_bytes());
-    buf.extend_from_slice(br#"","container":"#);
-    value(buf, &ContainerJson(p.container.as_deref()));
-    buf.extend_from_slice(br#","node":"#);
-    value(buf, &node);
+    buf.extend_from_slice(br#"{"schema":"mnttrace/v1","kind":"propagation""#);
+    field(buf, "time", &Time(p.time));
+    field(buf, "cause", &p.cause);
+    field(buf, "cause_pid", &p.cause_pid);
+    field(buf, "mntns", &p.mntns);
+    field(buf, "mnt_id", &p.mnt_id);
+    field(buf, "path", &p.path);
+    field(buf, "from_path", &p.from_path);
+    field(buf, "action", p.action.name());
+    field(buf, "relation", &p.relation.map(|r| r.name()));
+    field(buf, "shared", &p.propagation.shared);
+    field(buf, "master", &p.propagation.master);
+    field(buf, "unbindable", &p.propagation.unbindable);
+    field(buf, "fstype", &*p.fstype);
+    field(buf, "source", &*p.source);
+    field(buf, "evidence", p.evidence.name());
+    field(buf, "via", p.via.name());
+    field(buf, "container", &ContainerJson(p.container.as_deref()));
+    field(buf, "node", &node);
     buf.push(b'}');
 }
 
+/// One record as one line of JSON (without the newline), appended to `buf`
+/// (reused from line to line: a thousand copies of a propagation are a
+/// thousand lines).
 pub fn write(buf: &mut Vec<u8>, r: &Record, node: Option<&str>) {
     let out = match r {
         Record::Syscall(s) => serde_json::to_writer(&mut *buf, &syscall(s, node)),
