@@ -310,10 +310,14 @@ impl Correlator {
         }
     }
 
-    /// Settles every unsettled mount but those of the processes `keep`.
+    /// Settles every unsettled mount but those of the processes `keep`
+    /// (sorted).
     fn settle_others(&mut self, keep: &[u32]) {
         let model = &mut self.model;
-        for u in self.unsettled.extract_if(.., |u| !keep.contains(&u.pid)) {
+        for u in self
+            .unsettled
+            .extract_if(.., |u| keep.binary_search(&u.pid).is_err())
+        {
             model.attach(u.ns, u.mount);
         }
     }
@@ -335,14 +339,21 @@ impl Correlator {
                 return;
             }
         };
-        let mut keep: Vec<u32> = defer.into_iter().collect();
-        for e in &events {
-            if let fanotify::Event::Mount { pid, .. } = e
-                && !keep.contains(pid)
-            {
-                keep.push(*pid);
-            }
-        }
+        // The processes whose attaches this read holds (and `defer`): their
+        // earlier ones stay out too. Sorted: a namespace-death storm is a
+        // thousand processes.
+        let mut keep: Vec<u32> = events
+            .iter()
+            .filter_map(|e| match e {
+                fanotify::Event::Mount { mask, pid, .. } if mask & FAN_MNT_ATTACH != 0 => {
+                    Some(*pid)
+                }
+                _ => None,
+            })
+            .chain(defer)
+            .collect();
+        keep.sort_unstable();
+        keep.dedup();
         self.settle_others(&keep);
         let hi = monotonic_ns();
         let lo = self.read_started;
@@ -420,7 +431,7 @@ impl Correlator {
                     // with it: all but those of the call being handled, as
                     // when every read settled first.
                     let from = old.mount_point.clone();
-                    self.settle_others(&defer.into_iter().collect::<Vec<_>>());
+                    self.settle_others(defer.as_slice());
                     self.model.rebase(*ns, m.id, &from, &m.mount_point);
                 }
                 self.unsettled.push(Unsettled {
