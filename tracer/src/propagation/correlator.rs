@@ -293,7 +293,7 @@ impl Correlator {
     /// came between the call's exit and its copies on the output, and so
     /// did those of a part read before its exit. Every other way into the
     /// correlator settles first, but for the mounts of the processes whose
-    /// events it reads (and of the process whose mount call it handles),
+    /// attaches it reads (and of the process whose mount call it handles),
     /// and a claim puts in at once whatever is not the claiming call's own.
     pub fn settle(&mut self) {
         self.settle_except(&[]);
