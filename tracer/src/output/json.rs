@@ -19,19 +19,20 @@ struct Time(std::time::SystemTime);
 
 impl Serialize for Time {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use std::fmt::Write as _;
         thread_local! {
-            // The last time written: a call's propagation records share one.
-            static LAST: std::cell::RefCell<Option<(std::time::SystemTime, String)>> =
-                const { std::cell::RefCell::new(None) };
+            // The last time written (a call's propagation records share
+            // one), in a buffer reused for the next.
+            static LAST: std::cell::RefCell<(Option<std::time::SystemTime>, String)> =
+                const { std::cell::RefCell::new((None, String::new())) };
         }
-        LAST.with_borrow_mut(|last| {
-            let text = match last {
-                Some((t, text)) if *t == self.0 => text,
-                _ => {
-                    let text = humantime::format_rfc3339_micros(self.0).to_string();
-                    &last.insert((self.0, text)).1
-                }
-            };
+        LAST.with_borrow_mut(|(at, text)| {
+            if *at != Some(self.0) {
+                text.clear();
+                // Into a String: formatting cannot fail.
+                let _ = write!(text, "{}", humantime::format_rfc3339_micros(self.0));
+                *at = Some(self.0);
+            }
             s.serialize_str(text)
         })
     }

@@ -27,6 +27,7 @@ use crate::{
     model::{
         Change, Found, Model, Mount, Source,
         discovery::{Discovery, Scan},
+        mount::shared,
         reach::{self, Relation},
         sys::Detail,
     },
@@ -299,27 +300,23 @@ impl Correlator {
         self.settle_except(&[]);
     }
 
-    /// Settles every unsettled mount but those of `keep` (sorted ids).
-    fn settle_except(&mut self, keep: &[u64]) {
+    /// Puts in the model the unsettled mounts `now` picks.
+    fn settle_if(&mut self, now: impl Fn(&Unsettled) -> bool) {
         let model = &mut self.model;
-        for u in self
-            .unsettled
-            .extract_if(.., |u| keep.binary_search(&u.mount.id).is_err())
-        {
+        for u in self.unsettled.extract_if(.., |u| now(u)) {
             model.attach(u.ns, u.mount);
         }
+    }
+
+    /// Settles every unsettled mount but those of `keep` (sorted ids).
+    fn settle_except(&mut self, keep: &[u64]) {
+        self.settle_if(|u| keep.binary_search(&u.mount.id).is_err());
     }
 
     /// Settles every unsettled mount but those of the processes `keep`
     /// (sorted).
     fn settle_others(&mut self, keep: &[u32]) {
-        let model = &mut self.model;
-        for u in self
-            .unsettled
-            .extract_if(.., |u| keep.binary_search(&u.pid).is_err())
-        {
-            model.attach(u.ns, u.mount);
-        }
+        self.settle_if(|u| keep.binary_search(&u.pid).is_err());
     }
 
     /// Reads the mount events queued so far. The mounts they attached wait
@@ -1018,7 +1015,12 @@ impl Correlator {
         };
         let (path, propagation, fstype, source) = match m {
             Some(m) => (Some(m.mount_point), m.propagation, m.fstype, m.source),
-            None => (None, Default::default(), "".into(), "".into()),
+            None => (
+                None,
+                Default::default(),
+                shared(String::new()),
+                shared(String::new()),
+            ),
         };
         Propagated {
             container: None,
@@ -1236,10 +1238,7 @@ impl Correlator {
         // Mounts of calls never handled (a process --pid does not follow)
         // go in once they are a tick old: every handled call settles them.
         let old = monotonic_ns().saturating_sub(ORPHAN_AFTER.as_nanos() as u64);
-        let model = &mut self.model;
-        for u in self.unsettled.extract_if(.., |u| u.read_at < old) {
-            model.attach(u.ns, u.mount);
-        }
+        self.settle_if(|u| u.read_at < old);
         if caught_up {
             self.ring_at = monotonic_ns();
         }
