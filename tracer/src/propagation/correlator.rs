@@ -197,6 +197,10 @@ pub struct Correlator {
     grave_order: VecDeque<u64>,
     /// Namespaces torn down since the last tick.
     ended: Vec<Ended>,
+    /// Namespaces found dead, with the time of the read that found them:
+    /// still in the model, with the mounts their end took, for the calls
+    /// made before it that mnttrace has yet to handle ([`Self::bury_dead`]).
+    dying: Vec<(u32, u64)>,
     overflows: u64,
     /// Events dropped from a full `pending` since the last tick, and in all.
     backlog: u64,
@@ -248,6 +252,7 @@ impl Correlator {
             seen_in: HashMap::default(),
             grave_order: VecDeque::new(),
             ended: Vec::new(),
+            dying: Vec::new(),
             overflows: 0,
             backlog: 0,
             backlog_total: 0,
@@ -276,6 +281,11 @@ impl Correlator {
 
     /// Watches `f` (fanotify mode), then reads it into the model.
     fn add(&mut self, f: Found) -> Result<(), crate::model::SourceError> {
+        // A new namespace on a dead one's inode number.
+        if let Some(i) = self.dying.iter().position(|(ns, _)| *ns == f.inode) {
+            self.dying.swap_remove(i);
+            self.model.forget(f.inode);
+        }
         if let Some(w) = &self.watcher {
             watch(w, &f);
         }
@@ -459,7 +469,7 @@ impl Correlator {
             self.settle();
         }
         for (ns, pid) in emptied {
-            self.teardown(ns, pid, batch);
+            self.teardown(ns, pid, batch, hi);
         }
     }
 
@@ -485,10 +495,23 @@ impl Correlator {
         self.listings -= (before - self.pending.len()).min(self.listings);
     }
 
+    /// Forgets the dead namespaces no call still to come can have seen
+    /// alive: those found dead before `enter` (`None`: all).
+    fn bury_dead(&mut self, enter: Option<u64>) {
+        let model = &mut self.model;
+        self.dying.retain(|&(ns, at)| {
+            let alive = enter.is_some_and(|enter| enter <= at);
+            if !alive {
+                model.forget(ns);
+            }
+            alive
+        });
+    }
+
     /// A namespace all of whose mounts were detached by one process at once
     /// died with its last process: one record, not one per mount. (A process
     /// still inside it only unmounted everything, `umount -l /`.)
-    fn teardown(&mut self, ns: u32, pid: u32, batch: usize) {
+    fn teardown(&mut self, ns: u32, pid: u32, batch: usize, read_at: u64) {
         if self
             .model
             .source
@@ -498,7 +521,6 @@ impl Correlator {
             return;
         }
         log::debug!("mnt:[{ns}] emptied by pid {pid}, which is not in it: ended");
-        self.model.forget(ns);
         self.unage();
         // Its detaches may span reads; those of mounts no table listed
         // (below the root) are taken from this read only.
@@ -508,29 +530,53 @@ impl Correlator {
                 && p.mask == FAN_MNT_DETACH
                 && (here == Some(ns) || (here.is_none() && i >= batch))
         };
-        // The kernel detaches a dying namespace's mounts root first (a walk
-        // of its tree): the process's detaches before that are its own calls'
-        // (an umount2 just before it exited, read in the same batch, was
-        // taken for the end half the time), left for them to claim.
-        let root_first = |p: &Pending| p.was.as_ref().is_none_or(|(_, m)| m.mount_point == "/");
-        let start = self
-            .pending
-            .iter()
-            .enumerate()
-            .position(|(i, p)| part(i, p) && root_first(p))
-            .unwrap_or(0);
+        // The kernel detaches a dying namespace's mounts in a walk of its
+        // tree: what is below its root (a mount no table lists, older than
+        // the root), the root, the rest. The process's detaches before that
+        // are its own calls' (an umount2 just before it exited, read in the
+        // same batch, was taken for the end half the time), left for them to
+        // claim; so are those of mounts the model never had, newer than the
+        // root (a storm's last umounts, their mounts made and gone between
+        // two reads, were taken for the end).
+        let root = self.pending.iter().enumerate().position(|(i, p)| {
+            part(i, p) && p.was.as_ref().is_some_and(|(_, m)| m.mount_point == "/")
+        });
+        let start = match root {
+            Some(mut start) => {
+                let root_id = self.pending[start].mnt_id;
+                while start > 0
+                    && self.pending.get(start - 1).is_some_and(|p| {
+                        part(start - 1, p) && p.was.is_none() && p.mnt_id < root_id
+                    })
+                {
+                    start -= 1;
+                }
+                start
+            }
+            None => 0,
+        };
         // The mounts its table had (what mountinfo showed); detaches of mounts
         // no table lists go with them uncounted.
         let mut mounts = 0;
+        let mut table = Vec::new();
         let mut keep = VecDeque::with_capacity(self.pending.len());
         for (i, p) in self.pending.drain(..).enumerate() {
             if i >= start && part(i, &p) {
                 mounts += usize::from(p.was.is_some());
+                table.extend(p.was.filter(|(n, _)| *n == ns).map(|(_, m)| m));
             } else {
                 keep.push_back(p);
             }
         }
         self.pending = keep;
+        // Calls made before the end may still be in the ring (mnttrace is
+        // behind): they count and place their copies in the namespace as it
+        // was. Forgotten at once, a shared storm's last calls lost the copies
+        // made there, each given to the next call.
+        for m in table {
+            self.model.attach(ns, m);
+        }
+        self.dying.push((ns, read_at));
         self.listings = self
             .pending
             .iter()
@@ -764,6 +810,9 @@ impl Correlator {
         // (namespace calls and diff mode read the tables): those read before
         // its exit stay out too.
         let claims = self.mode == Mode::Fanotify && matches!(effect(s), Effect::Mounts);
+        if !self.dying.is_empty() {
+            self.bury_dead(Some(s.ktime_ns.saturating_sub(s.latency_ns)));
+        }
         if claims {
             self.settle_others(&[s.pid]);
         } else {
@@ -965,18 +1014,21 @@ impl Correlator {
         }
         let path = target(s)?;
         let new: BTreeSet<u64> = mine.iter().map(|p| p.mnt_id).collect();
+        // Unique mount ids only grow: what the call copied existed before
+        // its first new mount, whatever the model has read since.
+        let first = new.first().copied().unwrap_or(u64::MAX);
+        // Nor can a later mount be where the call mounted: a later call's
+        // mount at the same target (read in the same batch, in the model
+        // before this call's records) covered it, and the count was that
+        // mount's copies.
         let places =
-            reach::count_except(&self.model, s.mntns_before, &path, &|id| new.contains(&id))
-                .ok()?;
+            reach::count_except(&self.model, s.mntns_before, &path, &|id| id >= first).ok()?;
         let per_place = if flags & libc::MS_REC != 0 {
             if flags & libc::MS_BIND == 0 {
                 return None;
             }
             let source = super::source(s)?;
             let table = &self.model.get(s.mntns_before)?.table;
-            // Unique mount ids only grow: what the call copied existed before
-            // its first new mount, whatever the model has read since.
-            let first = new.first().copied().unwrap_or(u64::MAX);
             table
                 .iter()
                 .filter(|m| m.id < first && !m.propagation.unbindable)
@@ -1049,9 +1101,19 @@ impl Correlator {
         }
         let Some(path) = target(s) else { return };
         let new: BTreeSet<u64> = out.iter().map(|p| p.mnt_id).collect();
-        let Ok(targets) =
-            reach::targets_except(&self.model, s.mntns_before, &path, &|id| new.contains(&id))
-        else {
+        // Nothing made after the call's mounts (a later call's, read in the
+        // same batch) is where they went: a mount call's are all new (see
+        // `copies`), and an umount's were there before any mount on them.
+        // (A move takes an old mount anywhere: only its own are left out.)
+        let later = match (s.call, moves(s)) {
+            (crate::decode::Call::Mount, false) => new.first().copied(),
+            (crate::decode::Call::Umount, _) => new.last().map(|id| id.saturating_add(1)),
+            _ => None,
+        }
+        .unwrap_or(u64::MAX);
+        let Ok(targets) = reach::targets_except(&self.model, s.mntns_before, &path, &|id| {
+            id >= later || new.contains(&id)
+        }) else {
             return;
         };
         let taken: BTreeSet<(u32, String)> = out
@@ -1241,6 +1303,7 @@ impl Correlator {
         self.settle_if(|u| u.read_at < old);
         if caught_up {
             self.ring_at = monotonic_ns();
+            self.bury_dead(None);
         }
         let mut out = Vec::new();
         let ended = std::mem::take(&mut self.ended);
@@ -1338,6 +1401,8 @@ impl Correlator {
             .namespaces()
             .filter(|n| n.since < started && !alive.contains(&n.found.inode))
             .map(|n| n.found.inode)
+            // Those found dead by their end go once no call can need them.
+            .filter(|ns| !self.dying.iter().any(|(d, _)| d == ns))
             .collect();
         for ns in dead {
             log::debug!("mnt:[{ns}] is gone");
