@@ -294,8 +294,16 @@ fn hostile_strings_and_secrets() {
 /// one test's 2,000,000 pairs would overflow the other's ring and queues.
 static STORM: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The storm's calls (its mounts and umounts) among process `pid`'s records.
+fn storm_calls(records: &[Value], pid: u32) -> usize {
+    syscalls_of(records, pid)
+        .iter()
+        .filter(|s| s["args"]["source"] == "storm" || s["call"] == "umount2")
+        .count()
+}
+
 /// `stormgen DIR N` (built beside the tests), waiting for its go.
-fn stormgen(dir: &std::path::Path, pairs: usize) -> std::process::Child {
+fn stormgen(dir: &std::path::Path, pairs: usize, extra: &[&str]) -> std::process::Child {
     let bin = std::env::current_exe().expect("test path");
     let storm_bin = bin
         .parent()
@@ -305,6 +313,7 @@ fn stormgen(dir: &std::path::Path, pairs: usize) -> std::process::Child {
     Command::new(storm_bin)
         .arg(dir)
         .arg(pairs.to_string())
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -318,7 +327,7 @@ fn sigint_is_heard_while_the_ring_never_empties() {
     let t = mnttrace_tests::tempdir();
     let tracer = Tracer::start(&["--json", "--output", "/dev/null"]);
     // A storm far longer than the test: mnttrace falls behind and stays behind.
-    let mut storm = stormgen(t.path(), 2_000_000);
+    let mut storm = stormgen(t.path(), 2_000_000, &[]);
     let mut go = storm.stdin.take().expect("stdin");
     std::thread::sleep(Duration::from_millis(500));
     go.write_all(b"go\n").expect("go");
@@ -351,7 +360,7 @@ fn events_wait_for_their_calls_while_behind() {
     let t = mnttrace_tests::tempdir();
     // Room in the ring for the whole storm: nothing is lost but time.
     let tracer = Tracer::start(&["--json", "--ring-size", "16M"]);
-    let mut storm = stormgen(t.path(), PAIRS);
+    let mut storm = stormgen(t.path(), PAIRS, &[]);
     let mut go = storm.stdin.take().expect("stdin");
     let mut said = BufReader::new(storm.stdout.take().expect("stdout")).lines();
     let mut line = || -> Value {
@@ -394,12 +403,7 @@ fn events_wait_for_their_calls_while_behind() {
     tracer.signal(Signal::SIGSTOP);
     std::thread::sleep(Duration::from_millis(2500));
     tracer.signal(Signal::SIGCONT);
-    let storm_calls = |r: &[Value]| {
-        syscalls_of(r, pid as u32)
-            .iter()
-            .filter(|s| s["args"]["source"] == "storm" || s["call"] == "umount2")
-            .count()
-    };
+    let storm_calls = |r: &[Value]| storm_calls(r, pid as u32);
     tracer.wait_for(60, |r| storm_calls(r) >= 2 * PAIRS);
     // A tick more, for any orphan to show.
     std::thread::sleep(Duration::from_millis(1500));
@@ -437,4 +441,86 @@ fn events_wait_for_their_calls_while_behind() {
         "calls without their mount event: {without:?}; causes not among the calls: {unknown:?}"
     );
     assert_eq!(moves.len(), 2 * PAIRS);
+}
+
+/// A shared storm that starts the moment its namespaces are made, mnttrace
+/// running but behind their unshares: a call made before mnttrace watched
+/// its namespace made no event there and takes none, and every record's
+/// mount is one its own call made (stormgen reads each mount's unique id
+/// with statx). (Such a call took the next one's events, and each call after
+/// it the next one's: in about one run in three, the first few hundred
+/// calls of a storm each had the records of the one after.)
+#[test]
+fn a_storm_in_namespaces_just_made_has_each_calls_mounts() {
+    let _storm = STORM.lock().unwrap_or_else(|e| e.into_inner());
+    use std::io::{BufRead as _, BufReader, Write as _};
+    const PAIRS: usize = 5000;
+    let t = mnttrace_tests::tempdir();
+    // Not in DIR: stormgen mounts a tmpfs there, in its own namespace.
+    let out = mnttrace_tests::tempdir();
+    let ids_file = out.path().join("ids");
+    let tracer = Tracer::start(&["--json", "--ring-size", "16M"]);
+    let mut storm = stormgen(
+        t.path(),
+        PAIRS,
+        &["--shared", "--ids", &ids_file.to_string_lossy()],
+    );
+    let mut go = storm.stdin.take().expect("stdin");
+    let mut said = BufReader::new(storm.stdout.take().expect("stdout")).lines();
+    let mut line = || -> Value {
+        let l = said.next().expect("a line from stormgen").expect("read");
+        serde_json::from_str(&l).expect("stormgen's JSON")
+    };
+    let pid = line()["pid"].as_u64().expect("pid") as u32;
+    go.write_all(b"go\n").expect("go");
+    assert_eq!(line()["failed"], 0);
+    let _ = storm.wait();
+    let storm_calls = |r: &[Value]| storm_calls(r, pid);
+    tracer.wait_for(60, |r| storm_calls(r) >= 2 * PAIRS);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, stdout, stderr) = tracer.stop();
+    assert!(status.success(), "{status}: {stderr:?}");
+    let records = mnttrace_tests::parse(&stdout);
+    let made: Vec<u64> = std::fs::read_to_string(&ids_file)
+        .expect("stormgen's ids")
+        .lines()
+        .map(|l| l.parse().expect("an id"))
+        .collect();
+    let mounts: Vec<Value> = syscalls_of(&records, pid)
+        .into_iter()
+        .filter(|s| s["call"] == "mount" && s["args"]["source"] == "storm")
+        .collect();
+    assert_eq!((mounts.len(), made.len()), (PAIRS, PAIRS));
+    let all: std::collections::BTreeSet<u64> = made.iter().copied().collect();
+    let mut attached: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
+    for r in &records {
+        if r["kind"] == "propagation"
+            && r["action"] == "attached"
+            && let (Some(c), Some(id)) = (r["cause"].as_u64(), r["mnt_id"].as_u64())
+        {
+            attached.entry(c).or_default().push(id);
+        }
+    }
+    let mut complete = 0;
+    for (call, id) in mounts.iter().zip(&made) {
+        let got = call["id"]
+            .as_u64()
+            .and_then(|c| attached.get(&c))
+            .cloned()
+            .unwrap_or_default();
+        // Its own mount (or nothing, made before the watch), and no other
+        // call's: the copy in the peer has an id of its own.
+        let others: Vec<&u64> = got.iter().filter(|g| *g != id && all.contains(g)).collect();
+        assert!(
+            (got.is_empty() || got.contains(id)) && others.is_empty(),
+            "call {} made mount {id}; its records: {got:?}",
+            call["id"]
+        );
+        complete += usize::from(got.len() == 2);
+    }
+    // Not vacuous: most of the storm came after the watch.
+    assert!(
+        complete >= PAIRS / 2,
+        "{complete} of {PAIRS} with both copies"
+    );
 }

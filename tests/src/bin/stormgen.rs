@@ -2,13 +2,20 @@
 //! one directory, as tight as the kernel allows, in a private mount namespace
 //! of its own (nothing reaches the host).
 //!
-//! `stormgen DIR N [--shared]`: sets up, prints `{"pid","mntns"}`, waits for a
+//! `stormgen DIR N [--shared] [--ids FILE]`: sets up, prints `{"pid","mntns"}`, waits for a
 //! line on stdin (the bench attaches a tracer meanwhile, so the set-up's own
 //! mounts are not part of what is counted), runs the storm and prints
 //! `{"pid","n","elapsed_ns","cpu_ns","vcsw","ivcsw","failed"}`. With `--shared` the target sits under a
 //! shared mount whose peer lives in a second namespace (a forked child that
-//! only waits), so every mount and umount propagates into it.
+//! only waits), so every mount and umount propagates into it. With `--ids`
+//! each mount's unique id (statx) goes to FILE, one a line: the kernel's
+//! answer to which mount each call made (a test's, not the bench's: the
+//! statx is a third syscall per pair).
 use mnttrace_tests::raw::{check, cstr, mount};
+
+/// statx(2) mask bit for the mount's unique 64-bit id (Linux 6.8), which
+/// fanotify's mount events carry; not in the libc crate yet.
+const STATX_MNT_ID_UNIQUE: u32 = 0x4000;
 use std::{
     io::{BufRead, Write},
     os::unix::fs::MetadataExt as _,
@@ -68,6 +75,10 @@ fn main() {
         std::process::exit(2);
     };
     let shared = args.iter().any(|a| a == "--shared");
+    let ids_to = args
+        .iter()
+        .position(|a| a == "--ids")
+        .and_then(|i| args.get(i + 1));
     // SAFETY: plain syscalls.
     check(
         "stormgen",
@@ -109,12 +120,25 @@ fn main() {
     let (src, tgt, fs) = (cstr("storm"), cstr(&target), cstr("tmpfs"));
     let mut failed = 0u64;
     let u0 = usage();
+    let mut ids: Vec<u64> = Vec::new();
     let start = Instant::now();
     for _ in 0..n {
-        // SAFETY: valid C strings that outlive the calls.
+        // SAFETY: valid C strings that outlive the calls; an all-zero statx
+        // is valid.
         unsafe {
             if libc::mount(src.as_ptr(), tgt.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) != 0 {
                 failed += 1;
+            }
+            if ids_to.is_some() {
+                let mut stx: libc::statx = std::mem::zeroed();
+                libc::statx(
+                    libc::AT_FDCWD,
+                    tgt.as_ptr(),
+                    0,
+                    STATX_MNT_ID_UNIQUE,
+                    &mut stx,
+                );
+                ids.push(stx.stx_mnt_id);
             }
             if libc::umount2(tgt.as_ptr(), 0) != 0 {
                 failed += 1;
@@ -122,6 +146,10 @@ fn main() {
         }
     }
     let elapsed = start.elapsed().as_nanos();
+    if let Some(file) = ids_to {
+        let text: String = ids.iter().map(|i| format!("{i}\n")).collect();
+        std::fs::write(file, text).expect("--ids FILE");
+    }
     let u1 = usage();
     let (cpu, vol, invol) = (u1.0 - u0.0, u1.1 - u0.1, u1.2 - u0.2);
     writeln!(

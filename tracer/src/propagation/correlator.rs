@@ -194,6 +194,9 @@ pub struct Correlator {
     lineages: Lineages,
     /// Process → the namespace its latest call ended in.
     seen_in: HashMap<u32, u32>,
+    /// When each namespace followed since start was watched
+    /// (CLOCK_MONOTONIC ns): a call that ended before made no event there.
+    watched_at: HashMap<u32, u64>,
     grave_order: VecDeque<u64>,
     /// Namespaces torn down since the last tick.
     ended: Vec<Ended>,
@@ -250,6 +253,7 @@ impl Correlator {
             placer: Placer::default(),
             lineages: Lineages::default(),
             seen_in: HashMap::default(),
+            watched_at: HashMap::default(),
             grave_order: VecDeque::new(),
             ended: Vec::new(),
             dying: Vec::new(),
@@ -287,7 +291,15 @@ impl Correlator {
             self.model.forget(f.inode);
         }
         if let Some(w) = &self.watcher {
+            if self.watched_at.len() >= MAX_SEEN {
+                let model = &self.model;
+                self.watched_at.retain(|ns, _| model.get(*ns).is_some());
+            }
             watch(w, &f);
+            // After the mark: a call that ended before it made no event
+            // there (one that ended while it was placed may have: if so,
+            // it is reported without its call, not given to the next).
+            self.watched_at.insert(f.inode, monotonic_ns());
         }
         self.model.add(f)
     }
@@ -898,10 +910,20 @@ impl Correlator {
         // collected: when mnttrace falls behind the queue is long, and
         // rebuilding it for every call made catching up quadratic.
         let mut taken = Vec::new();
+        // A call that ended before its namespace was watched (a process that
+        // made one and went on mounting there before mnttrace handled its
+        // unshare) made no event there: what it can have made is in a
+        // namespace watched in time. A copy gone before its lookup has no
+        // known namespace: not this call's. (Each such call took the next
+        // one's events, and a storm's first few hundred calls each had the
+        // records of the one after.)
         let sorted = self.listings == 0;
         if sorted {
             self.age(enter);
         }
+        let watched_at = &self.watched_at;
+        let watched = |ns: u32| watched_at.get(&ns).is_none_or(|&at| at <= exit);
+        let late = !watched(s.mntns_before);
         for (i, p) in self.pending.iter().enumerate() {
             if sorted && p.lo > exit {
                 break;
@@ -909,7 +931,14 @@ impl Correlator {
             if p.pid != s.pid || p.hi < enter || p.lo > exit {
                 continue;
             }
-            if !kinds.contains(&p.mask) {
+            let unseen = late
+                && p.via == Via::Fanotify
+                && !p
+                    .now
+                    .as_ref()
+                    .or(p.was.as_ref())
+                    .is_some_and(|(ns, _)| watched(*ns));
+            if !kinds.contains(&p.mask) || unseen {
                 // Nothing after it is this call's: stop, or a queue long
                 // from falling behind is walked whole for every call.
                 break;
