@@ -215,11 +215,18 @@ fn s1_setup(w: &mut World, d: &Dirs) -> (usize, usize) {
     (a, b)
 }
 
-fn s1_r4_shared_between_namespaces(mode: &'static str) {
+/// S1, traced from the start: its directories, the world and the two
+/// namespaces.
+fn traced_s1(mode: &'static str) -> (Dirs, World, usize, usize) {
     let d = Dirs::new();
     let mut w = World::new(mode);
     w.trace();
     let (a, b) = s1_setup(&mut w, &d);
+    (d, w, a, b)
+}
+
+fn s1_r4_shared_between_namespaces(mode: &'static str) {
+    let (d, mut w, a, b) = traced_s1(mode);
     let xb = d.at("B");
     let out = predicted(
         &mut w,
@@ -261,10 +268,7 @@ fn s1_r4_shared_between_namespaces(mode: &'static str) {
 }
 
 fn r1_umount_leaves_every_namespace(mode: &'static str) {
-    let d = Dirs::new();
-    let mut w = World::new(mode);
-    w.trace();
-    let (a, b) = s1_setup(&mut w, &d);
+    let (d, mut w, a, b) = traced_s1(mode);
     let xb = d.at("B");
     w.step(a, tmpfs("D1", &xb));
     let out = w.step(a, umount(&xb, 0));
@@ -304,10 +308,7 @@ fn s2_bind_peers_in_one_namespace(mode: &'static str) {
 }
 
 fn s3_slave_namespace(mode: &'static str) {
-    let d = Dirs::new();
-    let mut w = World::new(mode);
-    w.trace();
-    let (a, b) = s1_setup(&mut w, &d);
+    let (d, mut w, a, b) = traced_s1(mode);
     w.step(b, make(&d.x, "slave", false));
     let out = predicted(
         &mut w,
@@ -432,10 +433,7 @@ fn s8_bind_of_unbindable_fails(mode: &'static str) {
 }
 
 fn r2_slave_and_shared_chain(mode: &'static str) {
-    let d = Dirs::new();
-    let mut w = World::new(mode);
-    w.trace();
-    let (a, b) = s1_setup(&mut w, &d);
+    let (d, mut w, a, b) = traced_s1(mode);
     w.step(b, make(&d.x, "slave", false));
     w.step(b, make(&d.x, "shared", false));
     let c = w.clone_of(b);
@@ -528,10 +526,7 @@ fn namespace_made_before_mnttrace_is_known(mode: &'static str) {
 const MNT_DETACH: i32 = 2;
 
 fn umount_tree_with_copies(mode: &'static str) {
-    let d = Dirs::new();
-    let mut w = World::new(mode);
-    w.trace();
-    let (a, b) = s1_setup(&mut w, &d);
+    let (d, mut w, a, b) = traced_s1(mode);
     let (xb, sub, sub2) = (d.at("B"), d.at("B/sub"), d.at("B/sub2"));
     w.step(a, tmpfs("D1", &xb));
     w.step(a, mkdir(&sub));
@@ -557,10 +552,7 @@ fn umount_tree_with_copies(mode: &'static str) {
 }
 
 fn umount_with_busy_copy(mode: &'static str) {
-    let d = Dirs::new();
-    let mut w = World::new(mode);
-    w.trace();
-    let (a, b) = s1_setup(&mut w, &d);
+    let (d, mut w, a, b) = traced_s1(mode);
     let xb = d.at("B");
     w.step(a, tmpfs("D1", &xb));
     // ns2 holds its copy busy.
@@ -651,10 +643,7 @@ fn human_stream_shows_propagation() {
 /// it, marked derived, each event linked to the right one of the two calls.
 #[test]
 fn gone_before_lookup_is_derived() {
-    let d = Dirs::new();
-    let mut w = World::new("fanotify");
-    w.trace();
-    let (a, b) = s1_setup(&mut w, &d);
+    let (d, mut w, a, b) = traced_s1("fanotify");
     let xb = d.at("B");
     let paused = w.tracer.as_ref().expect("tracer").pause();
     let before = (w.nss[a].table(), w.nss[b].table());
@@ -722,10 +711,7 @@ fn gone_before_lookup_is_derived() {
 /// call gets its own mounts, in the kernel's order.
 #[test]
 fn one_process_burst_is_split_right() {
-    let d = Dirs::new();
-    let mut w = World::new("fanotify");
-    w.trace();
-    let (a, b) = s1_setup(&mut w, &d);
+    let (d, mut w, a, b) = traced_s1("fanotify");
     let (xb, xc) = (d.at("B"), d.at("C"));
     batch_while_stopped(
         &mut w,
@@ -759,10 +745,7 @@ fn one_process_burst_is_split_right() {
 /// not take the next call's copies.
 #[test]
 fn a_batch_of_calls_sees_each_others_mounts() {
-    let d = Dirs::new();
-    let mut w = World::new("fanotify");
-    w.trace();
-    let (a, b) = s1_setup(&mut w, &d);
+    let (d, mut w, a, b) = traced_s1("fanotify");
     let (xb, xc) = (d.at("B"), d.at("C"));
     let inner = format!("{xb}/n");
     batch_while_stopped(
@@ -809,10 +792,7 @@ fn a_batch_of_calls_sees_each_others_mounts() {
 /// took nothing.)
 #[test]
 fn a_later_mount_on_the_target_is_not_where_an_earlier_went() {
-    let d = Dirs::new();
-    let mut w = World::new("fanotify");
-    w.trace();
-    let (a, b) = s1_setup(&mut w, &d);
+    let (d, mut w, a, b) = traced_s1("fanotify");
     let xb = d.at("B");
     let paused = w.tracer.as_ref().expect("tracer").pause();
     let res = w.nss[a].run(&json!({"op": "batch", "steps": [
@@ -853,10 +833,7 @@ fn a_later_mount_on_the_target_is_not_where_an_earlier_went() {
 /// handled, their copies there going to the next call).
 #[test]
 fn calls_before_their_namespaces_end_keep_their_copies() {
-    let d = Dirs::new();
-    let mut w = World::new("fanotify");
-    w.trace();
-    let (a, b) = s1_setup(&mut w, &d);
+    let (d, mut w, a, b) = traced_s1("fanotify");
     let (xb, xc) = (d.at("B"), d.at("C"));
     let (na, nb) = (w.nss[a].mntns, w.nss[b].mntns);
     let (pa, pb) = (w.nss[a].pid, w.nss[b].pid);
@@ -1062,10 +1039,7 @@ const FSCONFIG_CMD_CREATE: i32 = 6;
 /// The new mount API attaching a detached mount under a shared parent, and
 /// MS_MOVE within a private tree: a move is reported as one `moved` record.
 fn moves_are_reported(mode: &'static str) {
-    let d = Dirs::new();
-    let mut w = World::new(mode);
-    w.trace();
-    let (a, b) = s1_setup(&mut w, &d);
+    let (d, mut w, a, b) = traced_s1(mode);
     let fs = w
         .step(a, json!({"op": "fsopen", "fs_name": "tmpfs", "flags": 0}))
         .result["ret"]

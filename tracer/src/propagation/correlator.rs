@@ -292,8 +292,7 @@ impl Correlator {
         }
         if let Some(w) = &self.watcher {
             if self.watched_at.len() >= MAX_SEEN {
-                let model = &self.model;
-                self.watched_at.retain(|ns, _| model.get(*ns).is_some());
+                self.watched_at.clear();
             }
             watch(w, &f);
             // After the mark: a call that ended before it made no event
@@ -1043,13 +1042,9 @@ impl Correlator {
         }
         let path = target(s)?;
         let new: BTreeSet<u64> = mine.iter().map(|p| p.mnt_id).collect();
-        // Unique mount ids only grow: what the call copied existed before
-        // its first new mount, whatever the model has read since.
-        let first = new.first().copied().unwrap_or(u64::MAX);
-        // Nor can a later mount be where the call mounted: a later call's
-        // mount at the same target (read in the same batch, in the model
-        // before this call's records) covered it, and the count was that
-        // mount's copies.
+        // What the call copied existed before its first new mount, and no
+        // later mount is where it mounted (`later_than_place`).
+        let first = later_than_place(s, &new);
         let places =
             reach::count_except(&self.model, s.mntns_before, &path, &|id| id >= first).ok()?;
         let per_place = if flags & libc::MS_REC != 0 {
@@ -1130,16 +1125,7 @@ impl Correlator {
         }
         let Some(path) = target(s) else { return };
         let new: BTreeSet<u64> = out.iter().map(|p| p.mnt_id).collect();
-        // Nothing made after the call's mounts (a later call's, read in the
-        // same batch) is where they went: a mount call's are all new (see
-        // `copies`), and an umount's were there before any mount on them.
-        // (A move takes an old mount anywhere: only its own are left out.)
-        let later = match (s.call, moves(s)) {
-            (crate::decode::Call::Mount, false) => new.first().copied(),
-            (crate::decode::Call::Umount, _) => new.last().map(|id| id.saturating_add(1)),
-            _ => None,
-        }
-        .unwrap_or(u64::MAX);
+        let later = later_than_place(s, &new);
         let Ok(targets) = reach::targets_except(&self.model, s.mntns_before, &path, &|id| {
             id >= later || new.contains(&id)
         }) else {
@@ -1495,6 +1481,24 @@ fn kinds(s: &Syscall) -> &'static [u64] {
 
 /// Whether a mount-changing call moves mounts (MS_MOVE, move_mount,
 /// pivot_root) rather than only adding or removing them.
+/// The first mount id that cannot be where call `s` mounted or unmounted
+/// `new`, its records' mounts. Unique ids only grow: a mount call's mounts
+/// are all made after its first new one, and an umount's were there before
+/// anything made after them. A later call's mount on the same target, read
+/// in the same batch and in the model before this call's records, covered
+/// the target: the count was that mount's copies (in a shared storm, a call
+/// one copy short, the copy given to the next call). A move takes an old
+/// mount anywhere: only its own are left out.
+fn later_than_place(s: &Syscall, new: &BTreeSet<u64>) -> u64 {
+    use crate::decode::Call;
+    match (s.call, moves(s)) {
+        (Call::Mount, false) => new.first().copied(),
+        (Call::Umount, _) => new.last().map(|id| id.saturating_add(1)),
+        _ => None,
+    }
+    .unwrap_or(u64::MAX)
+}
+
 fn moves(s: &Syscall) -> bool {
     use crate::decode::Call;
     match s.call {
