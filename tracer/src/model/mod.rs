@@ -278,19 +278,23 @@ impl Model {
         let Some(ids) = self.source.ids(&f)? else {
             return self.refresh(inode);
         };
-        let now: BTreeSet<u64> = ids.iter().copied().collect();
         let mut change = Change::default();
         for id in ids.iter().filter(|id| old.table.get(**id).is_none()) {
             if let Some(m) = self.source.stat(&f, *id) {
                 change.attached.push(m);
             }
         }
-        change.detached = old
-            .table
-            .iter()
-            .filter(|m| !now.contains(&m.id))
-            .cloned()
-            .collect();
+        // Both in id order: one walk, no set; over the table's ids, not its
+        // mounts (a walk of a thousand tables is cache misses more than work).
+        let mut listed = ids.iter().peekable();
+        for id in old.table.ids() {
+            while listed.next_if(|l| **l < id).is_some() {}
+            if listed.peek() != Some(&&id)
+                && let Some(m) = old.table.get(id)
+            {
+                change.detached.push(m.clone());
+            }
+        }
         for m in &change.detached {
             self.detach(inode, m.id);
         }

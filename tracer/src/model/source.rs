@@ -138,15 +138,23 @@ impl Source {
     /// The mount ids of `ns`, where the kernel lists them without the rest
     /// (statmount); None otherwise.
     pub fn ids(self, ns: &Found) -> Result<Option<Vec<u64>>, SourceError> {
+        self.ids_after(ns, 0)
+    }
+
+    /// Whether [`ids`](Self::ids) lists ids without the rest.
+    pub fn lists_ids(self) -> bool {
+        self == Source::Statmount
+    }
+
+    /// [`ids`](Self::ids) above `last`, in id order.
+    pub fn ids_after(self, ns: &Found, last: u64) -> Result<Option<Vec<u64>>, SourceError> {
         match self {
-            Source::Statmount => {
-                sys::listmount(ns.ns_id)
-                    .map(Some)
-                    .map_err(|err| SourceError::Kernel {
-                        what: format!("mnt:[{}]", ns.inode),
-                        err,
-                    })
-            }
+            Source::Statmount => sys::listmount_after(ns.ns_id, last)
+                .map(Some)
+                .map_err(|err| SourceError::Kernel {
+                    what: format!("mnt:[{}]", ns.inode),
+                    err,
+                }),
             Source::Mountinfo => Ok(None),
         }
     }

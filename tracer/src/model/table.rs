@@ -27,6 +27,16 @@ impl MountTable {
         self.mounts.remove(&id)
     }
 
+    /// The highest id in the table: unique ids grow, so its newest mount.
+    pub fn newest(&self) -> Option<u64> {
+        self.mounts.last_key_value().map(|(id, _)| *id)
+    }
+
+    /// The ids, in order.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.mounts.keys().copied()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Mount> {
         self.mounts.values()
     }

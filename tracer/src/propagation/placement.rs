@@ -4,7 +4,8 @@
 //!
 //! A propagation into a thousand namespaces is a thousand statmount calls
 //! (~3 µs each, most of the time from a syscall's exit to its copies on the
-//! output), so a large batch is checked on two threads.
+//! output), so a large batch is checked on two threads. Diff mode, which has
+//! no ids to ask for, asks each namespace for its new mounts the same way.
 use std::{
     sync::{
         Arc, Condvar, Mutex, PoisonError,
@@ -58,10 +59,32 @@ type Placed = Vec<(u64, (u32, Mount))>;
 /// What a batch is checked with: where the mounts are read from, and how much of each.
 type How = (Source, Detail);
 
-fn run((source, detail): How, part: &[(u64, Candidates)]) -> Placed {
-    part.iter()
-        .filter_map(|(id, c)| c.check(source, *id, detail).map(|hit| (*id, hit)))
-        .collect()
+/// One question of a batch.
+#[derive(Clone, Copy, Debug)]
+enum Ask {
+    /// Which of the candidates holds mount `id`.
+    Where(u64, Candidates),
+    /// Every mount of the namespace with an id above the one given.
+    Newer(Found, u64),
+}
+
+fn run((source, detail): How, part: &[Ask]) -> Placed {
+    let mut out = Placed::new();
+    for ask in part {
+        match ask {
+            Ask::Where(id, c) => out.extend(c.check(source, *id, detail).map(|hit| (*id, hit))),
+            Ask::Newer(f, after) => match source.ids_after(f, *after) {
+                Ok(ids) => out.extend(
+                    ids.into_iter()
+                        .flatten()
+                        .filter_map(|id| source.stat_in(f, id, detail))
+                        .map(|m| (m.id, (f.inode, m))),
+                ),
+                Err(e) => log::debug!("listing new mounts: {e}"),
+            },
+        }
+    }
+    out
 }
 
 /// Guesses taken this many at a time: small enough that the thread that
@@ -74,7 +97,7 @@ const PART: usize = 32;
 /// caller takes the parts it has not started.
 struct Job {
     how: How,
-    guesses: Vec<(u64, Candidates)>,
+    guesses: Vec<Ask>,
     /// The first guess no thread has taken yet.
     next: AtomicUsize,
     /// The worker's share: how many guesses it checked, and its parts'
@@ -84,7 +107,7 @@ struct Job {
 }
 
 impl Job {
-    fn new(how: How, guesses: Vec<(u64, Candidates)>) -> Job {
+    fn new(how: How, guesses: Vec<Ask>) -> Job {
         Job {
             how,
             guesses,
@@ -201,6 +224,19 @@ impl Placer {
     /// Every guess checked; those found, in the guesses' order, with their
     /// namespace and mount read in `detail`.
     pub fn check_all(&mut self, how: How, guesses: Vec<(u64, Candidates)>) -> Placed {
+        let asks = guesses.into_iter().map(|(id, c)| Ask::Where(id, c));
+        self.ask_all(how, asks.collect())
+    }
+
+    /// The mounts of each namespace with ids above the one given, read in
+    /// `detail`, with their namespace: in the order asked, each namespace's in
+    /// id order. Mounts of a namespace that cannot be read are left out.
+    pub fn newer_all(&mut self, how: How, asks: Vec<(Found, u64)>) -> Placed {
+        let asks = asks.into_iter().map(|(f, after)| Ask::Newer(f, after));
+        self.ask_all(how, asks.collect())
+    }
+
+    fn ask_all(&mut self, how: How, guesses: Vec<Ask>) -> Placed {
         if guesses.len() < PARALLEL_MIN {
             return run(how, &guesses);
         }
@@ -273,7 +309,8 @@ mod tests {
             .take(PART * 7 + 5)
             .map(|id| (*id, c))
             .collect();
-        let job = Job::new((Source::Statmount, Detail::Numbers), guesses.clone());
+        let asks = guesses.iter().map(|(id, c)| Ask::Where(*id, *c)).collect();
+        let job = Job::new((Source::Statmount, Detail::Numbers), asks);
         let shares: Vec<(usize, Vec<(usize, Placed)>)> = std::thread::scope(|s| {
             let t: Vec<_> = (0..3).map(|_| s.spawn(|| job.work())).collect();
             t.into_iter().map(|t| t.join().expect("a share")).collect()
@@ -288,6 +325,44 @@ mod tests {
             .collect();
         let want: Vec<u64> = guesses.iter().map(|(id, _)| *id).collect();
         assert_eq!(got, want);
+    }
+
+    /// A namespace asked for its mounts above an id gives those, in id
+    /// order, each read in the detail asked; many namespaces (here our own,
+    /// asked many times) are asked on two threads, in the order asked.
+    #[test]
+    fn newer_mounts_are_those_above_the_id() {
+        let Some(me) = own() else {
+            eprintln!("skipped: no statmount here");
+            return;
+        };
+        let ids = Source::Statmount
+            .ids(&me)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let Some(&after) = ids.iter().rev().nth(2) else {
+            eprintln!("skipped: fewer than 3 mounts here");
+            return;
+        };
+        let want: Vec<u64> = ids.iter().copied().filter(|id| *id > after).collect();
+        let mut placer = Placer::default();
+        for (n, detail) in [(1, Detail::Full), (PARALLEL_MIN * 2, Detail::Numbers)] {
+            let got = placer.newer_all((Source::Statmount, detail), vec![(me, after); n]);
+            let got_ids: Vec<u64> = got.iter().map(|(id, _)| *id).collect();
+            assert_eq!(got_ids, want.repeat(n));
+            for (id, (ns, m)) in &got {
+                assert_eq!((*ns, m.id), (me.inode, *id));
+                assert_eq!(m.mount_point.is_empty(), detail == Detail::Numbers, "{m:?}");
+            }
+        }
+        // Nothing above the newest.
+        let last = *ids.last().expect("a mount");
+        assert!(
+            placer
+                .newer_all((Source::Statmount, Detail::Full), vec![(me, last)])
+                .is_empty()
+        );
     }
 
     #[test]
