@@ -268,16 +268,14 @@ impl Model {
         Ok(())
     }
 
-    /// [`refresh`](Self::refresh) for mounts that came and went: only the
-    /// namespace's id list is read, and only new mounts are looked up.
-    pub fn refresh_ids(&mut self, inode: u32) -> Result<Change, SourceError> {
+    /// [`refresh`](Self::refresh) from a listing of namespace `inode`'s ids
+    /// (in id order): mounts not listed are gone, and only those the table
+    /// does not have are looked up.
+    pub fn apply_ids(&mut self, inode: u32, ids: &[u64]) -> Change {
         let Some(old) = self.namespaces.get(&inode) else {
-            return Ok(Change::default());
+            return Change::default();
         };
         let f = old.found;
-        let Some(ids) = self.source.ids(&f)? else {
-            return self.refresh(inode);
-        };
         let mut change = Change::default();
         for id in ids.iter().filter(|id| old.table.get(**id).is_none()) {
             if let Some(m) = self.source.stat(&f, *id) {
@@ -301,7 +299,7 @@ impl Model {
         for m in &change.attached {
             self.attach(inode, m.clone());
         }
-        Ok(change)
+        change
     }
 
     /// Where mount `id` is, if the model has it.

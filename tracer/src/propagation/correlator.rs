@@ -1156,22 +1156,32 @@ impl Correlator {
     /// Diff mode: re-reads the namespaces the call can reach.
     fn diff(&mut self, s: &Syscall) -> Vec<Propagated> {
         let reach = self.model.reach(s.mntns_before);
-        // Moves change places; unmounts take ids away, seen by comparing id
-        // lists (one listmount(2) a namespace). The rest only add mounts.
-        if !moves(s) && s.call != crate::decode::Call::Umount {
+        // Moves change places: each table read whole (so too without id
+        // lists: mountinfo). Unmounts take ids away, seen by comparing id
+        // lists (one listmount(2) a namespace, on two threads when there are
+        // many). The rest only add mounts.
+        let source = self.model.source;
+        if moves(s) || !source.lists_ids() {
+            let mut out = Vec::new();
+            for ns in reach {
+                match self.model.refresh(ns) {
+                    Ok(change) => out.extend(self.changes(ns, &change, Some(s), Via::Diff)),
+                    Err(e) => log::debug!("refreshing mnt:[{ns}]: {e}"),
+                }
+            }
+            return out;
+        }
+        if s.call != crate::decode::Call::Umount {
             return self.diff_new(s, reach);
         }
         let mut out = Vec::new();
-        for ns in reach {
-            let change = if moves(s) {
-                self.model.refresh(ns)
-            } else {
-                self.model.refresh_ids(ns)
-            };
-            match change {
-                Ok(change) => out.extend(self.changes(ns, &change, Some(s), Via::Diff)),
-                Err(e) => log::debug!("refreshing mnt:[{ns}]: {e}"),
-            }
+        let found = reach
+            .iter()
+            .filter_map(|ns| Some(self.model.get(*ns)?.found))
+            .collect();
+        for (ns, ids) in self.placer.ids_all(source, found) {
+            let change = self.model.apply_ids(ns, &ids);
+            out.extend(self.changes(ns, &change, Some(s), Via::Diff));
         }
         out
     }
@@ -1184,7 +1194,6 @@ impl Correlator {
     /// finds the first such id with a tree search, where a whole listing
     /// walks every mount: at 1,000 namespaces reached, most of a diff's time.
     fn diff_new(&mut self, s: &Syscall, reach: BTreeSet<u32>) -> Vec<Propagated> {
-        let mut out = Vec::new();
         let source = self.model.source;
         let mut mine = Vec::new();
         let mut asks = Vec::new();
@@ -1192,14 +1201,6 @@ impl Correlator {
             let Some(n) = self.model.get(ns) else {
                 continue;
             };
-            if !source.lists_ids() {
-                // No id lists (mountinfo): the whole table, compared.
-                match self.model.refresh(ns) {
-                    Ok(change) => out.extend(self.changes(ns, &change, Some(s), Via::Diff)),
-                    Err(e) => log::debug!("refreshing mnt:[{ns}]: {e}"),
-                }
-                continue;
-            }
             let ask = (n.found, n.table.newest().unwrap_or(0));
             match ns == s.mntns_before {
                 true => mine.push(ask),
@@ -1236,6 +1237,7 @@ impl Correlator {
             );
         }
         self.read_whole(&mut found, &left);
+        let mut out = Vec::new();
         let mut by_ns: BTreeMap<u32, Change> = BTreeMap::new();
         let mut found: Vec<(u64, (u32, Mount))> = found.into_iter().collect();
         found.sort_unstable_by_key(|(id, _)| *id);

@@ -66,25 +66,55 @@ enum Ask {
     Where(u64, Candidates),
     /// Every mount of the namespace with an id above the one given.
     Newer(Found, u64),
+    /// The ids of every mount of the namespace.
+    Ids(Found),
 }
 
-fn run((source, detail): How, part: &[Ask]) -> Placed {
-    let mut out = Placed::new();
+/// What was found: a mount and its namespace, or a namespace's ids.
+enum Answer {
+    Mount(u64, (u32, Mount)),
+    Ids(u32, Vec<u64>),
+}
+
+/// A thread's answers to the parts it took, each by where the part starts.
+type Parts = Vec<(usize, Vec<Answer>)>;
+
+fn run((source, detail): How, part: &[Ask]) -> Vec<Answer> {
+    let mut out = Vec::new();
     for ask in part {
         match ask {
-            Ask::Where(id, c) => out.extend(c.check(source, *id, detail).map(|hit| (*id, hit))),
+            Ask::Where(id, c) => out.extend(
+                c.check(source, *id, detail)
+                    .map(|hit| Answer::Mount(*id, hit)),
+            ),
             Ask::Newer(f, after) => match source.ids_after(f, *after) {
                 Ok(ids) => out.extend(
                     ids.into_iter()
                         .flatten()
                         .filter_map(|id| source.stat_in(f, id, detail))
-                        .map(|m| (m.id, (f.inode, m))),
+                        .map(|m| Answer::Mount(m.id, (f.inode, m))),
                 ),
                 Err(e) => log::debug!("listing new mounts: {e}"),
+            },
+            Ask::Ids(f) => match source.ids(f) {
+                Ok(Some(ids)) => out.push(Answer::Ids(f.inode, ids)),
+                Ok(None) => {}
+                Err(e) => log::debug!("listing mounts: {e}"),
             },
         }
     }
     out
+}
+
+/// The mounts among `answers`.
+fn mounts(answers: Vec<Answer>) -> Placed {
+    answers
+        .into_iter()
+        .filter_map(|a| match a {
+            Answer::Mount(id, hit) => Some((id, hit)),
+            Answer::Ids(..) => None,
+        })
+        .collect()
 }
 
 /// Guesses taken this many at a time: small enough that the thread that
@@ -102,7 +132,7 @@ struct Job {
     next: AtomicUsize,
     /// The worker's share: how many guesses it checked, and its parts'
     /// results by where they start.
-    theirs: Mutex<(usize, Vec<(usize, Placed)>)>,
+    theirs: Mutex<(usize, Parts)>,
     finished: Condvar,
 }
 
@@ -118,7 +148,7 @@ impl Job {
     }
 
     /// Checks parts until none is left: how many guesses, and what was found.
-    fn work(&self) -> (usize, Vec<(usize, Placed)>) {
+    fn work(&self) -> (usize, Parts) {
         let mut checked = 0;
         let mut parts = Vec::new();
         loop {
@@ -204,7 +234,7 @@ impl Worker {
 
     /// The worker's parts of `job`, of `owed` guesses in all, once it has
     /// checked them; `None` if it died first.
-    fn collect(&self, job: &Job, owed: usize) -> Option<Vec<(usize, Placed)>> {
+    fn collect(&self, job: &Job, owed: usize) -> Option<Parts> {
         let mut theirs = job.theirs.lock().unwrap_or_else(PoisonError::into_inner);
         while theirs.0 < owed {
             if self.thread.is_finished() {
@@ -225,7 +255,20 @@ impl Placer {
     /// namespace and mount read in `detail`.
     pub fn check_all(&mut self, how: How, guesses: Vec<(u64, Candidates)>) -> Placed {
         let asks = guesses.into_iter().map(|(id, c)| Ask::Where(id, c));
-        self.ask_all(how, asks.collect())
+        mounts(self.ask_all(how, asks.collect()))
+    }
+
+    /// Each namespace's mount ids, in id order, where the source lists ids
+    /// (statmount); namespaces that cannot be read are left out.
+    pub fn ids_all(&mut self, source: Source, namespaces: Vec<Found>) -> Vec<(u32, Vec<u64>)> {
+        let asks = namespaces.into_iter().map(Ask::Ids).collect();
+        self.ask_all((source, Detail::Numbers), asks)
+            .into_iter()
+            .filter_map(|a| match a {
+                Answer::Ids(ns, ids) => Some((ns, ids)),
+                Answer::Mount(..) => None,
+            })
+            .collect()
     }
 
     /// The mounts of each namespace with ids above the one given, read in
@@ -233,10 +276,10 @@ impl Placer {
     /// id order. Mounts of a namespace that cannot be read are left out.
     pub fn newer_all(&mut self, how: How, asks: Vec<(Found, u64)>) -> Placed {
         let asks = asks.into_iter().map(|(f, after)| Ask::Newer(f, after));
-        self.ask_all(how, asks.collect())
+        mounts(self.ask_all(how, asks.collect()))
     }
 
-    fn ask_all(&mut self, how: How, guesses: Vec<Ask>) -> Placed {
+    fn ask_all(&mut self, how: How, guesses: Vec<Ask>) -> Vec<Answer> {
         if guesses.len() < PARALLEL_MIN {
             return run(how, &guesses);
         }
@@ -311,16 +354,15 @@ mod tests {
             .collect();
         let asks = guesses.iter().map(|(id, c)| Ask::Where(*id, *c)).collect();
         let job = Job::new((Source::Statmount, Detail::Numbers), asks);
-        let shares: Vec<(usize, Vec<(usize, Placed)>)> = std::thread::scope(|s| {
+        let shares: Vec<(usize, Parts)> = std::thread::scope(|s| {
             let t: Vec<_> = (0..3).map(|_| s.spawn(|| job.work())).collect();
             t.into_iter().map(|t| t.join().expect("a share")).collect()
         });
         assert_eq!(shares.iter().map(|s| s.0).sum::<usize>(), guesses.len());
-        let mut parts: Vec<(usize, Placed)> = shares.into_iter().flat_map(|s| s.1).collect();
+        let mut parts: Parts = shares.into_iter().flat_map(|s| s.1).collect();
         parts.sort_unstable_by_key(|(at, _)| *at);
-        let got: Vec<u64> = parts
+        let got: Vec<u64> = mounts(parts.into_iter().flat_map(|p| p.1).collect())
             .into_iter()
-            .flat_map(|p| p.1)
             .map(|(id, _)| id)
             .collect();
         let want: Vec<u64> = guesses.iter().map(|(id, _)| *id).collect();
@@ -328,10 +370,11 @@ mod tests {
     }
 
     /// A namespace asked for its mounts above an id gives those, in id
-    /// order, each read in the detail asked; many namespaces (here our own,
-    /// asked many times) are asked on two threads, in the order asked.
+    /// order, each read in the detail asked, and asked for its ids gives
+    /// them all; many namespaces (here our own, asked many times) are asked
+    /// on two threads, in the order asked.
     #[test]
-    fn newer_mounts_are_those_above_the_id() {
+    fn namespaces_give_their_newer_mounts_and_id_lists() {
         let Some(me) = own() else {
             eprintln!("skipped: no statmount here");
             return;
@@ -355,6 +398,11 @@ mod tests {
                 assert_eq!((*ns, m.id), (me.inode, *id));
                 assert_eq!(m.mount_point.is_empty(), detail == Detail::Numbers, "{m:?}");
             }
+        }
+        // Whole id lists, one per namespace asked, in the order asked.
+        for n in [1, PARALLEL_MIN * 2] {
+            let got = placer.ids_all(Source::Statmount, vec![me; n]);
+            assert_eq!(got, vec![(me.inode, ids.clone()); n]);
         }
         // Nothing above the newest.
         let last = *ids.last().expect("a mount");
