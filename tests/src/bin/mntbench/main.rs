@@ -61,13 +61,13 @@ fn parse() -> Result<Opts> {
         docs: PathBuf::from(if quick { "target/bench" } else { "docs" }),
         storm: storm::Config {
             n: if quick { 2_000 } else { 20_000 },
-            rounds: if quick { 2 } else { 7 },
+            rounds: if quick { 2 } else { 11 },
             tracers: Vec::new(),
         },
         scales: vec![10, 100, 1000],
         // A hundred: over twenty, the p99 of the copies was the worst
         // mount's, a stall of the machine as often as not.
-        mounts: if quick { 5 } else { 100 },
+        mounts: if quick { 5 } else { 300 },
         reps: if quick { 2 } else { 5 },
         modes: if quick {
             vec!["fanotify".into()]
