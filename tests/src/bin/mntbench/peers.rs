@@ -22,14 +22,19 @@ pub enum Tracer {
     /// A diagnostic: `--propagation off` (no fanotify, no mount tables read)
     /// separates the cost of capture and output from that of propagation.
     MnttraceCaptureOnly,
+    /// A diagnostic: `--propagation diff` follows propagation without
+    /// fanotify, whose marks cost the storm's own syscalls (an event queued
+    /// per attach and detach).
+    MnttraceDiff,
     Mountsnoop,
     Bpftrace,
 }
 
-pub const ALL: [Tracer; 5] = [
+pub const ALL: [Tracer; 6] = [
     Tracer::None,
     Tracer::Mnttrace,
     Tracer::MnttraceCaptureOnly,
+    Tracer::MnttraceDiff,
     Tracer::Mountsnoop,
     Tracer::Bpftrace,
 ];
@@ -40,6 +45,7 @@ impl Tracer {
             Tracer::None => "none",
             Tracer::Mnttrace => "mnttrace",
             Tracer::MnttraceCaptureOnly => "mnttrace-propagation-off",
+            Tracer::MnttraceDiff => "mnttrace-propagation-diff",
             Tracer::Mountsnoop => "mountsnoop",
             Tracer::Bpftrace => "bpftrace",
         }
@@ -105,12 +111,14 @@ pub struct Running {
 pub fn start(t: Tracer, out: &Path, work: &Path, mnttrace: &str) -> Result<Running> {
     let file = std::fs::File::create(out).with_context(|| format!("{}", out.display()))?;
     let mut cmd = match t {
-        Tracer::Mnttrace | Tracer::MnttraceCaptureOnly => {
+        Tracer::Mnttrace | Tracer::MnttraceCaptureOnly | Tracer::MnttraceDiff => {
             let mut c = Command::new(mnttrace);
             c.arg("--json");
-            if t == Tracer::MnttraceCaptureOnly {
-                c.args(["--propagation", "off"]);
-            }
+            match t {
+                Tracer::MnttraceCaptureOnly => c.args(["--propagation", "off"]),
+                Tracer::MnttraceDiff => c.args(["--propagation", "diff"]),
+                _ => &mut c,
+            };
             if mnttrace_has_output(mnttrace) {
                 c.arg("--output").arg(out).stdout(Stdio::null());
             } else {
@@ -142,7 +150,7 @@ pub fn start(t: Tracer, out: &Path, work: &Path, mnttrace: &str) -> Result<Runni
     let what = format!("{} attaching", t.name());
     proc::wait_until(&mut guard, Duration::from_secs(120), &what, || match t {
         // Said once attached and its model of every namespace is loaded.
-        Tracer::Mnttrace | Tracer::MnttraceCaptureOnly => err
+        Tracer::Mnttrace | Tracer::MnttraceCaptureOnly | Tracer::MnttraceDiff => err
             .lock()
             .expect("stderr")
             .iter()
@@ -184,7 +192,7 @@ pub fn count(t: Tracer, out: &Path, stderr: &[String], pid: u32) -> Result<Count
     let mut c = Count::default();
     let p = pid.to_string();
     match t {
-        Tracer::Mnttrace | Tracer::MnttraceCaptureOnly => {
+        Tracer::Mnttrace | Tracer::MnttraceCaptureOnly | Tracer::MnttraceDiff => {
             for l in text.lines() {
                 let Ok(v) = serde_json::from_str::<Value>(l) else {
                     continue;

@@ -285,7 +285,7 @@ fn storm(doc: &Value, out: &mut String) {
 `stormgen` (tests/src/bin/stormgen.rs) makes N = {} mount+umount2 pairs of a tmpfs on one directory, as tight as it can, \
 in a private mount namespace of its own. *private*: nothing else sees them. *shared*: the directory sits under a shared \
 mount whose peer lives in a second namespace (held by a forked child), so every mount and umount propagates there too. \
-Each round runs every mode × configuration in turn (none, mnttrace, mnttrace-propagation-off, mountsnoop, bpftrace), {} rounds after one untimed \
+Each round runs every mode × configuration in turn (none, mnttrace, mnttrace-propagation-off, mnttrace-propagation-diff, mountsnoop, bpftrace), {} rounds after one untimed \
 warm-up per mode ({:.0} s in all). A tracer is started before the storm and counted as attached: mnttrace at its \
 `mnttrace: tracing` line; mountsnoop once blocked in its poll loop (epoll_wait in /proc/PID/syscall: its header line is \
 block-buffered in a file); bpftrace after `Attaching N probes...` and its poll loop. After the storm the bench waits until \
@@ -298,9 +298,12 @@ mount namespace with tracefs mounted there. *ratio*: median storm time over the 
 run against the no-tracer run of its own round, median [min–max]. *tracer CPU*: the tracer's user+system time from the storm's start to the \
 end of its drain. *storm CPU*: the storm process's own user+system time (getrusage), which holds the probes every \
 tracer runs in its syscalls and, unlike elapsed time, does not grow while other processes hold the CPU; its ratio is \
-the same median-over-median. *mnttrace-propagation-off* is a diagnostic, not a configuration the targets \
-name: `--propagation off` reads no mount table and watches no namespace, so it separates the cost of capture and \
-output from that of following propagation. Other tracers (someone else's) were running on the machine during {noisy} of these {runs} runs; \
+the same median-over-median. *mnttrace-propagation-off* and *mnttrace-propagation-diff* are diagnostics, not \
+configurations the targets name: `--propagation off` reads no mount table and watches no namespace, so it separates \
+the cost of capture and output from that of following propagation; `--propagation diff` follows propagation without \
+fanotify (re-reading the namespaces a call can reach), so it separates the cost of the fanotify marks, which the \
+kernel pays in the storm's own syscalls (an event queued for every attach and detach in a watched namespace), from \
+that of mnttrace's work. Other tracers (someone else's) were running on the machine during {noisy} of these {runs} runs; \
 before each run the bench waits for anyone else's `stormgen` to end (it waited {waited:.0} s in all).\n\n",
         c["n"],
         c["rounds"],
