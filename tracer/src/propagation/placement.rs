@@ -323,29 +323,27 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt as _;
 
-    fn own() -> Option<Found> {
+    /// Our own namespace and its mount ids, where the kernel has statmount.
+    fn own() -> Option<(Found, Vec<u64>)> {
         let source = Source::detect();
         if source != Source::Statmount {
+            eprintln!("skipped: no statmount here");
             return None;
         }
         let ino = std::fs::metadata("/proc/self/ns/mnt").ok()?.ino() as u32;
-        source.discover(0).into_iter().find(|f| f.inode == ino)
+        let me = source.discover(0).into_iter().find(|f| f.inode == ino)?;
+        let ids = source.ids(&me).ok().flatten().unwrap_or_default();
+        Some((me, ids))
     }
 
     /// Threads taking parts of one job in turn check every guess once.
     #[test]
     fn shared_parts_cover_the_batch_once() {
-        let Some(me) = own() else {
-            eprintln!("skipped: no statmount here");
+        let Some((me, ids)) = own() else {
             return;
         };
         let mut c = Candidates::default();
         c.push(me);
-        let ids = Source::Statmount
-            .ids(&me)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
         let guesses: Vec<(u64, Candidates)> = ids
             .iter()
             .cycle()
@@ -375,15 +373,9 @@ mod tests {
     /// on two threads, in the order asked.
     #[test]
     fn namespaces_give_their_newer_mounts_and_id_lists() {
-        let Some(me) = own() else {
-            eprintln!("skipped: no statmount here");
+        let Some((me, ids)) = own() else {
             return;
         };
-        let ids = Source::Statmount
-            .ids(&me)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
         let Some(&after) = ids.iter().rev().nth(2) else {
             eprintln!("skipped: fewer than 3 mounts here");
             return;
@@ -432,15 +424,9 @@ mod tests {
     /// kernel says it is (our own namespace's mounts, asked many times over).
     #[test]
     fn large_batch_is_checked_whole() {
-        let Some(me) = own() else {
-            eprintln!("skipped: no statmount here");
+        let Some((me, ids)) = own() else {
             return;
         };
-        let ids = Source::Statmount
-            .ids(&me)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
         assert!(!ids.is_empty(), "our namespace lists no mounts");
         let mut c = Candidates::default();
         c.push(me);
