@@ -159,17 +159,6 @@ impl Source {
         }
     }
 
-    /// Ids of the mounts of `ns` from `first` on (statmount only: mountinfo's
-    /// ids are reused, and fanotify, the only user, implies statmount).
-    pub fn ids_from(self, ns: &Found, first: u64) -> Vec<u64> {
-        match self {
-            Source::Statmount => {
-                sys::listmount_after(ns.ns_id, first.saturating_sub(1)).unwrap_or_default()
-            }
-            Source::Mountinfo => Vec::new(),
-        }
-    }
-
     /// One mount by id, if it is (still) in namespace `ns`.
     pub fn stat(self, ns: &Found, id: u64) -> Option<Mount> {
         self.stat_in(ns, id, sys::Detail::Full)

@@ -737,7 +737,13 @@ impl Correlator {
                 let Some(n) = self.model.get(ns) else {
                     continue;
                 };
-                for id in self.model.source.ids_from(&n.found, first) {
+                // Statmount only (fanotify implies it): an error or no id
+                // lists leaves these to be derived.
+                let ids = self
+                    .model
+                    .source
+                    .ids_after(&n.found, first.saturating_sub(1));
+                for id in ids.ok().flatten().unwrap_or_default() {
                     if missing.contains(&id)
                         && let Some(m) = self.model.source.stat(&n.found, id)
                     {
@@ -1239,24 +1245,23 @@ impl Correlator {
         self.read_whole(&mut found, &left);
         let mut out = Vec::new();
         let mut by_ns: BTreeMap<u32, Change> = BTreeMap::new();
-        let mut found: Vec<(u64, (u32, Mount))> = found.into_iter().collect();
-        found.sort_unstable_by_key(|(id, _)| *id);
-        for (_, (ns, m)) in &found {
-            by_ns.entry(*ns).or_default().attached.push(m.clone());
-        }
-        for (ns, change) in &by_ns {
-            out.extend(self.changes(*ns, change, Some(s), Via::Diff));
+        for (_, (ns, m)) in found {
+            by_ns.entry(ns).or_default().attached.push(m);
         }
         // Into the model once the records are out, as fanotify's: a thousand
         // attaches were a millisecond between the call and its copies.
         let read_at = monotonic_ns();
-        self.unsettled
-            .extend(found.into_iter().map(|(_, (ns, mount))| Unsettled {
-                ns,
-                mount,
-                pid: s.pid,
-                read_at,
-            }));
+        for (ns, mut change) in by_ns {
+            change.attached.sort_unstable_by_key(|m| m.id);
+            out.extend(self.changes(ns, &change, Some(s), Via::Diff));
+            self.unsettled
+                .extend(change.attached.into_iter().map(|mount| Unsettled {
+                    ns,
+                    mount,
+                    pid: s.pid,
+                    read_at,
+                }));
+        }
         out
     }
 
@@ -1567,8 +1572,6 @@ fn kinds(s: &Syscall) -> &'static [u64] {
     }
 }
 
-/// Whether a mount-changing call moves mounts (MS_MOVE, move_mount,
-/// pivot_root) rather than only adding or removing them.
 /// The first mount id that cannot be where call `s` mounted or unmounted
 /// `new`, its records' mounts. Unique ids only grow: a mount call's mounts
 /// are all made after its first new one, and an umount's were there before
@@ -1587,6 +1590,8 @@ fn later_than_place(s: &Syscall, new: &BTreeSet<u64>) -> u64 {
     .unwrap_or(u64::MAX)
 }
 
+/// Whether a mount-changing call moves mounts (MS_MOVE, move_mount,
+/// pivot_root) rather than only adding or removing them.
 fn moves(s: &Syscall) -> bool {
     use crate::decode::Call;
     match s.call {
