@@ -107,6 +107,28 @@ impl Tracer {
         self.child.id()
     }
 
+    /// The mount namespaces (inodes) mnttrace's fanotify group has a mark
+    /// on, as the kernel lists them in the group's fdinfo.
+    pub fn marked(&self) -> std::collections::BTreeSet<u64> {
+        let pid = self.pid();
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("mnttrace's fds");
+        let group = fds
+            .flatten()
+            .find(|e| {
+                std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == "anon_inode:[fanotify]")
+            })
+            .expect("mnttrace's fanotify group");
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            group.file_name().display()
+        ))
+        .expect("its fdinfo");
+        info.lines()
+            .filter_map(|l| l.strip_prefix("fanotify mnt_ns:"))
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().expect("stdout").clone()
     }

@@ -443,6 +443,93 @@ fn events_wait_for_their_calls_while_behind() {
     assert_eq!(moves.len(), 2 * PAIRS);
 }
 
+/// A storm in a private namespace, run while mnttrace is stopped: every
+/// mount is made and gone before mnttrace can look, and the namespace is
+/// quiet (no shared or slave mount), so no mount event is read there
+/// (fdinfo shows no mark on it). Each mount call still has its own mount,
+/// by the unique id stormgen's statx gave it, and each umount2 the same
+/// one: the syscall's probe read the kernel's newest mount id there as it
+/// returned (and as an umount2 entered).
+#[test]
+fn a_private_storm_unseen_has_each_calls_mount() {
+    let _storm = STORM.lock().unwrap_or_else(|e| e.into_inner());
+    use std::io::{BufRead as _, BufReader, Write as _};
+    const PAIRS: usize = 3000;
+    let t = mnttrace_tests::tempdir();
+    let out = mnttrace_tests::tempdir();
+    let ids_file = out.path().join("ids");
+    let tracer = Tracer::start(&["--json", "--ring-size", "16M"]);
+    let mut storm = stormgen(t.path(), PAIRS, &["--ids", &ids_file.to_string_lossy()]);
+    let mut go = storm.stdin.take().expect("stdin");
+    let mut said = BufReader::new(storm.stdout.take().expect("stdout")).lines();
+    let mut line = || -> Value {
+        let l = said.next().expect("a line from stormgen").expect("read");
+        serde_json::from_str(&l).expect("stormgen's JSON")
+    };
+    let first = line();
+    let pid = first["pid"].as_u64().expect("pid") as u32;
+    let mntns = first["mntns"].as_u64().expect("mntns");
+    // Its set-up handled: the namespace is known and read.
+    tracer.wait_for(30, |r| {
+        syscalls_of(r, pid)
+            .iter()
+            .any(|s| s["args"]["source"] == "stormbase")
+    });
+    let marked = tracer.marked();
+    assert!(!marked.contains(&mntns), "mnt:[{mntns}] marked: {marked:?}");
+    tracer.signal(Signal::SIGSTOP);
+    go.write_all(b"go\n").expect("go");
+    assert_eq!(line()["failed"], 0);
+    let _ = storm.wait();
+    tracer.signal(Signal::SIGCONT);
+    let storm_calls = |r: &[Value]| storm_calls(r, pid);
+    tracer.wait_for(60, |r| storm_calls(r) >= 2 * PAIRS);
+    let (status, stdout, stderr) = tracer.stop();
+    assert!(status.success(), "{status}: {stderr:?}");
+    let records = mnttrace_tests::parse(&stdout);
+    let made: Vec<u64> = std::fs::read_to_string(&ids_file)
+        .expect("stormgen's ids")
+        .lines()
+        .map(|l| l.parse().expect("an id"))
+        .collect();
+    let calls: Vec<Value> = syscalls_of(&records, pid)
+        .into_iter()
+        .filter(|s| s["args"]["source"] == "storm" || s["call"] == "umount2")
+        .collect();
+    assert_eq!((calls.len(), made.len()), (2 * PAIRS, PAIRS));
+    let mut theirs: std::collections::BTreeMap<u64, Vec<(String, u64, String)>> =
+        Default::default();
+    for r in &records {
+        if r["kind"] == "propagation"
+            && let Some(c) = r["cause"].as_u64()
+        {
+            let action = r["action"].as_str().unwrap_or_default().to_string();
+            let path = r["path"].as_str().unwrap_or_default().to_string();
+            theirs
+                .entry(c)
+                .or_default()
+                .push((action, r["mnt_id"].as_u64().unwrap_or(0), path));
+        }
+    }
+    let target = format!("{}/t", t.path().display());
+    for (pair, id) in calls.chunks(2).zip(&made) {
+        for (call, action) in pair.iter().zip(["attached", "detached"]) {
+            let got = call["id"]
+                .as_u64()
+                .and_then(|c| theirs.get(&c))
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(
+                got,
+                vec![(action.to_string(), *id, target.clone())],
+                "{} {} made or took mount {id}",
+                call["call"],
+                call["id"]
+            );
+        }
+    }
+}
+
 /// A shared storm that starts the moment its namespaces are made, mnttrace
 /// running but behind their unshares: a call made before mnttrace watched
 /// its namespace made no event there and takes none, and every record's

@@ -1566,3 +1566,32 @@ fn completed_copies(said: &[String]) -> usize {
         .filter_map(|rest| rest.split(' ').next()?.parse::<usize>().ok())
         .sum()
 }
+
+/// mnttrace reads a namespace's mount events only while one of its mounts
+/// is shared or a slave: a quiet one can neither receive nor give
+/// propagation, so its calls are re-read instead (the kernel's fanotify
+/// event per mount was what a storm there paid for being traced). The
+/// kernel's list of the group's marks (fdinfo) says so as the namespace
+/// goes from private to shared and back, and each call's records are the
+/// kernel's changes throughout, by the way mnttrace said it would see them
+/// (`World::step`: `diff` while quiet, `fanotify` while not).
+#[test]
+fn a_namespace_is_watched_while_it_has_shared_or_slave_mounts() {
+    let d = Dirs::new();
+    let mut w = World::new("fanotify");
+    w.trace();
+    let a = x_in_fresh(&mut w, &d, &["B"]);
+    let ns = w.nss[a].mntns;
+    let marked = |w: &World| w.tracer.as_ref().expect("tracer").marked().contains(&ns);
+    assert!(!marked(&w), "mnt:[{ns}] is private, yet marked");
+    w.step(a, make(&d.x, "shared", false));
+    assert!(marked(&w), "X is shared: mnt:[{ns}] should be marked");
+    // A new mount under a shared one is shared too: still marked.
+    let out = w.step(a, tmpfs("B", &d.at("B")));
+    assert_eq!(out.records.len(), 1);
+    w.step(a, make(&d.x, "private", true));
+    assert!(!marked(&w), "quiet again, yet marked");
+    let out = w.step(a, umount(&d.at("B"), 0));
+    assert_eq!(out.records.len(), 1);
+    w.finish();
+}

@@ -80,6 +80,13 @@ pub struct Event {
     pub args: [u64; 6],
     /// Per-call extra words; see [`call`].
     pub aux: [u64; 4],
+    /// The unique id of the newest mount in the caller's namespace at entry
+    /// (umount2 only, else 0) and at exit: ids only grow, so a mount call's
+    /// own mount is the newest at its exit, and an umount2 after which the
+    /// newest is older took it away. What a namespace no mount event is read
+    /// from shows of a mount made and gone before userspace could look.
+    pub newest_before: u64,
+    pub newest_after: u64,
     /// Thread-group id and thread id, in the initial pid namespace.
     pub pid: u32,
     pub tid: u32,
@@ -132,6 +139,11 @@ pub struct Offsets {
     pub inode_ino: u32,
     pub inode_sb: u32,
     pub sb_magic: u32,
+    /// `mnt_namespace.mnt_last_node`: the rb-tree node of its newest mount.
+    pub mnt_ns_last_node: u32,
+    /// `mount.mnt_node`, to get from that node to its mount.
+    pub mount_node: u32,
+    pub mount_id_unique: u32,
 }
 
 impl Offsets {
@@ -153,6 +165,9 @@ impl Offsets {
         inode_ino: u32::MAX,
         inode_sb: u32::MAX,
         sb_magic: u32::MAX,
+        mnt_ns_last_node: u32::MAX,
+        mount_node: u32::MAX,
+        mount_id_unique: u32::MAX,
     };
 }
 
@@ -165,6 +180,8 @@ pub struct Enter {
     pub aux: [u64; 4],
     /// User pointers of the string arguments, 0 for an empty slot.
     pub str_ptrs: [u64; NSTR],
+    /// See [`Event::newest_before`].
+    pub newest_before: u64,
     pub call: u32,
     pub mntns_before: u32,
     /// Set by the fork hook for clone/clone3: the child's namespace.
@@ -181,6 +198,7 @@ impl Enter {
         args: [0; 6],
         aux: [0; 4],
         str_ptrs: [0; NSTR],
+        newest_before: 0,
         call: 0,
         mntns_before: 0,
         child_mntns: 0,
@@ -191,11 +209,11 @@ impl Enter {
 /// `NSFS_MAGIC` from uapi/linux/magic.h: the fd given to setns is a namespace file.
 pub const NSFS_MAGIC: u64 = 0x6e73_6673;
 
-const _: () = assert!(size_of::<Event>() == 176 + NSTR * STR_CAP);
-const _: () = assert!(EVENT_HEAD == 176);
+const _: () = assert!(size_of::<Event>() == 192 + NSTR * STR_CAP);
+const _: () = assert!(EVENT_HEAD == 192);
 const _: () = assert!(WAKE_RECORD.len() < EVENT_HEAD);
-const _: () = assert!(size_of::<Offsets>() == 15 * 4);
-const _: () = assert!(size_of::<Enter>() == 8 + 48 + 32 + 32 + 16);
+const _: () = assert!(size_of::<Offsets>() == 18 * 4);
+const _: () = assert!(size_of::<Enter>() == 8 + 48 + 32 + 32 + 8 + 16);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -98,6 +98,16 @@ fn changes_namespace(call: u32) -> bool {
     )
 }
 
+/// Calls that attach or detach mounts in the caller's namespace: for them
+/// the newest mount there is read at exit.
+#[inline(always)]
+fn changes_mounts(call: u32) -> bool {
+    matches!(
+        call,
+        call::MOUNT | call::UMOUNT | call::MOVE_MOUNT | call::PIVOT_ROOT
+    )
+}
+
 /// Which argument indexes hold user strings for this call.
 struct Strs([Option<usize>; NSTR]);
 const NONE: Strs = Strs([None; NSTR]);
@@ -153,6 +163,13 @@ fn stash(ctx: &TracePointContext, call: u32, nargs: usize, strs: Strs, aux: [u64
         } else {
             0
         };
+        // What an umount2 takes away is read off the newest mount before
+        // and after it (see `Event::newest_before`).
+        (*e).newest_before = if call == call::UMOUNT {
+            task::newest_mount(&o, task::mnt_ns_ptr(&o, task::current()))
+        } else {
+            0
+        };
         (*e).child_mntns = 0;
         (*e).tid = tid;
         // Last: the fork hook and the exit probe go by it.
@@ -197,10 +214,16 @@ fn emit(ctx: &TracePointContext, call: u32) -> u32 {
             bpf_get_current_uid_gid(),
         )
     };
+    let mnt_ns = task::mnt_ns_ptr(&o, cur);
+    let newest_after = if changes_mounts(call) {
+        task::newest_mount(&o, mnt_ns)
+    } else {
+        0
+    };
     let mntns_after = if (call == call::CLONE || call == call::CLONE3) && e.child_mntns != 0 {
         e.child_mntns
     } else {
-        task::mntns_of(&o, cur)
+        task::inum_of(&o, mnt_ns)
     };
     let mntns_before = if changes_namespace(call) {
         e.mntns_before
@@ -216,6 +239,8 @@ fn emit(ctx: &TracePointContext, call: u32) -> u32 {
         (*ev).ret = ret;
         copy_words(&mut (*ev).args, &e.args);
         copy_words(&mut (*ev).aux, &e.aux);
+        (*ev).newest_before = e.newest_before;
+        (*ev).newest_after = newest_after;
         (*ev).pid = (pid_tgid >> 32) as u32;
         (*ev).tid = tid;
         (*ev).ppid = task::ppid_of(&o, cur);

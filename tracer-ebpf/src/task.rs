@@ -40,12 +40,34 @@ pub fn current() -> u64 {
     unsafe { bpf_get_current_task() }
 }
 
+/// `task->nsproxy->mnt_ns`; 0 while the task is exiting.
+#[inline(always)]
+pub fn mnt_ns_ptr(o: &Offsets, task: u64) -> u64 {
+    let nsproxy: u64 = read(task, o.task_nsproxy).unwrap_or(0);
+    read(nsproxy, o.nsproxy_mnt_ns).unwrap_or(0)
+}
+
 /// `task->nsproxy->mnt_ns->ns.inum`; 0 while the task is exiting.
 #[inline(always)]
 pub fn mntns_of(o: &Offsets, task: u64) -> u32 {
-    let nsproxy: u64 = read(task, o.task_nsproxy).unwrap_or(0);
-    let mnt_ns: u64 = read(nsproxy, o.nsproxy_mnt_ns).unwrap_or(0);
+    inum_of(o, mnt_ns_ptr(o, task))
+}
+
+#[inline(always)]
+pub fn inum_of(o: &Offsets, mnt_ns: u64) -> u32 {
     read(mnt_ns, o.mnt_ns_inum).unwrap_or(0)
+}
+
+/// The unique id of the newest mount of namespace `mnt_ns` (the last node of
+/// its tree of mounts, which is ordered by that id), 0 if none. Read without
+/// the namespace's lock: after a call's own changes, which is all it is for.
+#[inline(always)]
+pub fn newest_mount(o: &Offsets, mnt_ns: u64) -> u64 {
+    let node: u64 = read(mnt_ns, o.mnt_ns_last_node).unwrap_or(0);
+    if node == 0 {
+        return 0;
+    }
+    read(node.wrapping_sub(o.mount_node as u64), o.mount_id_unique).unwrap_or(0)
 }
 
 #[inline(always)]

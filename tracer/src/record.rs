@@ -54,6 +54,11 @@ pub struct Syscall {
     pub ret: i64,
     pub mntns_before: u32,
     pub mntns_after: u32,
+    /// The newest mount's unique id in the caller's namespace before
+    /// (umount2) and after (mount calls) the call, 0 if not read: see
+    /// `tracer_ebpf::Event::newest_before`.
+    pub newest_before: u64,
+    pub newest_after: u64,
     pub args: Vec<Arg>,
     /// Args whose secret values were replaced by `<redacted>`.
     pub redacted: Vec<&'static str>,
@@ -179,6 +184,10 @@ pub enum Via {
     Diff,
     /// The first listing of a namespace that appeared while mnttrace ran.
     Listing,
+    /// The syscall's own probe: the newest mount of the caller's namespace,
+    /// read in the kernel as the call entered and returned (a mount made and
+    /// gone before any re-read, in a namespace no mount event is read from).
+    Probe,
 }
 
 impl Via {
@@ -187,6 +196,7 @@ impl Via {
             Via::Fanotify => "fanotify",
             Via::Diff => "diff",
             Via::Listing => "listing",
+            Via::Probe => "probe",
         }
     }
 }
@@ -223,7 +233,10 @@ pub struct Propagated {
 pub struct Ended {
     pub time: SystemTime,
     pub mntns: u32,
-    /// The process whose exit (or last setns/unshare) released it, as the kernel names it.
+    /// The process whose exit (or last setns/unshare) released it, as the
+    /// kernel names it; for a namespace no mount event was read from (none
+    /// of its mounts shared or a slave), found gone by the rescan of /proc,
+    /// the process mnttrace knew in it.
     pub pid: Option<u32>,
     pub mounts: usize,
     pub container: Option<Arc<Container>>,

@@ -61,6 +61,9 @@ pub fn from_file(path: &Path) -> Result<Offsets, OffsetsError> {
         inode_ino: r.offset("inode", "i_ino")?,
         inode_sb: r.offset("inode", "i_sb")?,
         sb_magic: r.offset("super_block", "s_magic")?,
+        mnt_ns_last_node: r.offset("mnt_namespace", "mnt_last_node")?,
+        mount_node: r.offset("mount", "mnt_node")?,
+        mount_id_unique: r.offset("mount", "mnt_id_unique")?,
     })
 }
 
@@ -170,12 +173,21 @@ mod tests {
                     _ => None,
                 })
                 .expect("a struct with members");
-            let m = s
-                .members
-                .iter()
-                .find(|m| full.resolve_name(*m).is_ok_and(|n| n == member))
-                .expect("member");
-            m.bit_offset() / 8
+            // Into anonymous structs and unions, as the kernel's C does.
+            fn find(full: &btf_rs::Btf, members: &[btf_rs::Member], name: &str) -> Option<u32> {
+                members.iter().find_map(|m| {
+                    match full.resolve_name(m).ok().filter(|n| !n.is_empty()) {
+                        Some(n) => (n == name).then(|| m.bit_offset()),
+                        None => match full.resolve_chained_type(m).ok()? {
+                            T::Struct(s) | T::Union(s) => {
+                                Some(m.bit_offset() + find(full, &s.members, name)?)
+                            }
+                            _ => None,
+                        },
+                    }
+                })
+            }
+            find(&full, &s.members, member).expect("member") / 8
         };
         let o = from_file(Path::new(VMLINUX_BTF)).expect("offsets");
         assert_eq!(o.task_nsproxy, offset("task_struct", "nsproxy"));
@@ -195,5 +207,8 @@ mod tests {
         assert_eq!(o.inode_ino, offset("inode", "i_ino"));
         assert_eq!(o.inode_sb, offset("inode", "i_sb"));
         assert_eq!(o.sb_magic, offset("super_block", "s_magic"));
+        assert_eq!(o.mnt_ns_last_node, offset("mnt_namespace", "mnt_last_node"));
+        assert_eq!(o.mount_node, offset("mount", "mnt_node"));
+        assert_eq!(o.mount_id_unique, offset("mount", "mnt_id_unique"));
     }
 }

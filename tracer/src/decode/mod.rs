@@ -235,6 +235,8 @@ pub fn syscall(e: &Event, id: u64, clock: &Clock, show_secrets: bool) -> Option<
         ret: e.ret,
         mntns_before: e.mntns_before,
         mntns_after: e.mntns_after,
+        newest_before: e.newest_before,
+        newest_after: e.newest_after,
         args,
     })
 }

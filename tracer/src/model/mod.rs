@@ -270,13 +270,15 @@ impl Model {
 
     /// [`refresh`](Self::refresh) from a listing of namespace `inode`'s ids
     /// (in id order): mounts not listed are gone, and only those the table
-    /// does not have are looked up.
-    pub fn apply_ids(&mut self, inode: u32, ids: &[u64]) -> Change {
+    /// does not have are looked up. Ids above `bound` are left alone on both
+    /// sides (a later call's, where the caller knows where its call's end).
+    pub fn apply_ids(&mut self, inode: u32, ids: &[u64], bound: u64) -> Change {
         let Some(old) = self.namespaces.get(&inode) else {
             return Change::default();
         };
         let f = old.found;
         let mut change = Change::default();
+        let ids = &ids[..ids.partition_point(|id| *id <= bound)];
         for id in ids.iter().filter(|id| old.table.get(**id).is_none()) {
             if let Some(m) = self.source.stat(&f, *id) {
                 change.attached.push(m);
@@ -285,7 +287,7 @@ impl Model {
         // Both in id order: one walk, no set; over the table's ids, not its
         // mounts (a walk of a thousand tables is cache misses more than work).
         let mut listed = ids.iter().peekable();
-        for id in old.table.ids() {
+        for id in old.table.ids().take_while(|id| *id <= bound) {
             while listed.next_if(|l| **l < id).is_some() {}
             if listed.peek() != Some(&&id)
                 && let Some(m) = old.table.get(id)

@@ -197,6 +197,18 @@ pub struct Correlator {
     /// When each namespace followed since start was watched
     /// (CLOCK_MONOTONIC ns): a call that ended before made no event there.
     watched_at: HashMap<u32, u64>,
+    /// Namespaces no mount event is read from, and since when
+    /// (CLOCK_MONOTONIC ns): none of their mounts is shared or a slave, so
+    /// nothing propagates into or out of them, and each change there is a
+    /// traced call made there, re-read when handled (as in diff mode). The
+    /// kernel's fanotify event per mount, charged to the mounting process,
+    /// was most of what a storm in a private namespace paid for being traced
+    /// (docs/design.md, *Benchmarks*).
+    quiet: HashMap<u32, u64>,
+    /// Quiet namespaces watched since (a mount there became shared or a
+    /// slave), with the time of the mark: calls there that ended before it
+    /// made no event, and are re-read.
+    woke: HashMap<u32, u64>,
     grave_order: VecDeque<u64>,
     /// Namespaces torn down since the last tick.
     ended: Vec<Ended>,
@@ -236,7 +248,7 @@ impl Correlator {
                 })
                 .ok(),
         };
-        Correlator {
+        let mut c = Correlator {
             model,
             discovery,
             mode,
@@ -254,6 +266,8 @@ impl Correlator {
             lineages: Lineages::default(),
             seen_in: HashMap::default(),
             watched_at: HashMap::default(),
+            quiet: HashMap::default(),
+            woke: HashMap::default(),
             grave_order: VecDeque::new(),
             ended: Vec::new(),
             dying: Vec::new(),
@@ -263,7 +277,84 @@ impl Correlator {
             backlog_since: SystemTime::now(),
             overflows_total: 0,
             overflow_since: SystemTime::now(),
+        };
+        let all: Vec<u32> = c.model.namespaces().map(|n| n.found.inode).collect();
+        for ns in all {
+            c.hush(ns);
         }
+        c
+    }
+
+    /// Whether no mount of `ns` is shared or a slave: it can neither
+    /// receive nor give propagation.
+    fn is_quiet(&self, ns: u32) -> bool {
+        self.model.get(ns).is_some_and(|n| {
+            n.table
+                .iter()
+                .all(|m| m.propagation.shared.is_none() && m.propagation.master.is_none())
+        })
+    }
+
+    /// Stops reading mount events of `ns` if it is quiet (fanotify mode).
+    /// Not while only one process's calls reach mnttrace (`--pid`): the
+    /// others' change quiet namespaces unseen.
+    fn hush(&mut self, ns: u32) {
+        let Some(w) = &self.watcher else { return };
+        if self.kernel_tgid != 0 || self.quiet.contains_key(&ns) || !self.is_quiet(ns) {
+            return;
+        }
+        let Some(f) = self.model.get(ns).map(|n| n.found) else {
+            return;
+        };
+        // (Both maps hold namespaces of the model only: each entry goes when
+        // its namespace does.)
+        // Before the mark goes: a call that ended before this made its
+        // events, and takes them; one that ended after is re-read.
+        self.quiet.insert(ns, monotonic_ns());
+        self.woke.remove(&ns);
+        mark(w, &f, false);
+    }
+
+    /// Reads mount events of quiet `ns` from now on: one of its mounts is
+    /// shared or a slave now (made so, or moved in so).
+    fn wake(&mut self, ns: u32) {
+        let Some(w) = &self.watcher else { return };
+        if !self.quiet.contains_key(&ns) || self.is_quiet(ns) {
+            return;
+        }
+        self.quiet.remove(&ns);
+        let Some(f) = self.model.get(ns).map(|n| n.found) else {
+            return;
+        };
+        mark(w, &f, true);
+        log::debug!("mnt:[{ns}] has a shared or slave mount now: its mount events are read");
+        self.woke.insert(ns, monotonic_ns());
+    }
+
+    /// The end of `gone`, if it was quiet: no event told of it, so this is
+    /// its record (found by the rescan of /proc, or by a new namespace on
+    /// its inode number).
+    fn end_quiet(&mut self, gone: crate::model::Namespace) {
+        let (ns, pid) = (gone.found.inode, gone.found.pid);
+        if self.quiet.remove(&ns).is_some() && (self.kernel_tgid == 0 || pid == self.kernel_tgid) {
+            self.ended.push(Ended {
+                container: None,
+                time: SystemTime::now(),
+                mntns: ns,
+                pid: (pid != 0).then_some(pid),
+                mounts: gone.table.len(),
+            });
+        }
+    }
+
+    /// Whether `s` made no mount event that can be read: its namespace was
+    /// quiet when it ended.
+    fn unwatched(&self, s: &Syscall) -> bool {
+        let ns = s.mntns_before;
+        self.quiet
+            .get(&ns)
+            .is_some_and(|&since| since <= s.ktime_ns)
+            || self.woke.get(&ns).is_some_and(|&at| s.ktime_ns < at)
     }
 
     /// fanotify queue overflows so far (each lost an unknown number of
@@ -290,17 +381,28 @@ impl Correlator {
             self.dying.swap_remove(i);
             self.model.forget(f.inode);
         }
+        // A quiet one's: its end had no record yet.
+        if self.quiet.contains_key(&f.inode)
+            && !self.model.is_current(&f)
+            && let Some(gone) = self.model.forget(f.inode)
+        {
+            self.end_quiet(gone);
+        }
         if let Some(w) = &self.watcher {
             if self.watched_at.len() >= MAX_SEEN {
                 self.watched_at.clear();
             }
-            watch(w, &f);
+            mark(w, &f, true);
             // After the mark: a call that ended before it made no event
             // there (one that ended while it was placed may have: if so,
             // it is reported without its call, not given to the next).
             self.watched_at.insert(f.inode, monotonic_ns());
         }
-        self.model.add(f)
+        self.quiet.remove(&f.inode);
+        self.woke.remove(&f.inode);
+        self.model.add(f)?;
+        self.hush(f.inode);
+        Ok(())
     }
 
     /// Reads every queued mount event, looks each mount up while it exists and
@@ -509,11 +611,12 @@ impl Correlator {
     /// Forgets the dead namespaces no call still to come can have seen
     /// alive: those found dead before `enter` (`None`: all).
     fn bury_dead(&mut self, enter: Option<u64>) {
-        let model = &mut self.model;
+        let (model, woke) = (&mut self.model, &mut self.woke);
         self.dying.retain(|&(ns, at)| {
             let alive = enter.is_some_and(|enter| enter <= at);
             if !alive {
                 model.forget(ns);
+                woke.remove(&ns);
             }
             alive
         });
@@ -866,13 +969,27 @@ impl Correlator {
                         log::debug!("re-reading the types of mnt:[{ns}]: {e}");
                     }
                 }
+                // One of its mounts is shared or a slave now, or none is.
+                self.wake(s.mntns_before);
+                self.hush(s.mntns_before);
             }
             Effect::Mounts => match self.mode {
+                Mode::Fanotify if self.unwatched(s) => {
+                    // What a listing found, or events of a call that ended
+                    // as the mark went, in the model before the re-read.
+                    out.extend(self.claim(s));
+                    self.settle();
+                    out.extend(self.reread(s));
+                    // A tree with shared or slave mounts moved in (a move
+                    // re-reads the table whole: a plain mount under private
+                    // ones is private).
+                    self.wake(s.mntns_before);
+                }
                 Mode::Fanotify => out.extend(self.claim(s)),
                 Mode::Diff => {
                     // Only what a new namespace's first listing found is pending here.
                     out.extend(self.claim(s));
-                    out.extend(self.diff(s));
+                    out.extend(self.reread(s));
                 }
                 Mode::Off => {}
             },
@@ -1159,8 +1276,99 @@ impl Correlator {
         }
     }
 
-    /// Diff mode: re-reads the namespaces the call can reach.
-    fn diff(&mut self, s: &Syscall) -> Vec<Propagated> {
+    /// Re-reads what the call can have changed ([`Self::diff`]), and adds
+    /// what the call's probe read of the newest mount in a quiet namespace
+    /// tells of mounts made and gone before the re-read: a mount call's own
+    /// mount (newer than the table's newest, the newest at its exit) and a
+    /// mount an umount2 took away (the newest at its entry, older at its
+    /// exit). Ids only grow, and in a quiet namespace nothing but its own
+    /// calls mounts there, so neither can be another's but a concurrent
+    /// call's in the same namespace. (A storm's every pair was made and gone
+    /// between two reads.)
+    fn reread(&mut self, s: &Syscall) -> Vec<Propagated> {
+        let ns = s.mntns_before;
+        // Unique ids are statmount's (mountinfo's are reused).
+        let quiet = self.is_quiet(ns) && self.model.source.lists_ids();
+        let newest = self
+            .model
+            .get(ns)
+            .and_then(|n| n.table.newest())
+            .unwrap_or(0);
+        use crate::decode::Call;
+        // Nothing newer than a mount call's newest at its exit is its own: a
+        // later call's, re-read while mnttrace is behind, is left to it.
+        // Nor was a mount newer than an umount2's newest at its entry there
+        // for it to take.
+        let bound = match s.call {
+            Call::Mount if quiet && !moves(s) => s.newest_after,
+            Call::Umount if quiet => s.newest_before,
+            _ => 0,
+        };
+        let bound = (bound != 0).then_some(bound);
+        let mut out = self.diff(s, bound);
+        if !quiet {
+            return out;
+        }
+        let (id, action) = match s.call {
+            Call::Umount if s.newest_after < s.newest_before => (s.newest_before, Action::Detached),
+            Call::Mount if !moves(s) && s.newest_after > newest => {
+                (s.newest_after, Action::Attached)
+            }
+            _ => return out,
+        };
+        if out.iter().any(|r| r.mnt_id == id) {
+            return out;
+        }
+        // An umount2's mount the model had, in a namespace whose listing
+        // failed (its last process left): where the table said.
+        let had = match action {
+            Action::Detached => self.model.detach(ns, id),
+            _ => None,
+        };
+        if had.is_none() && self.model.find(id).is_some() {
+            return out;
+        }
+        let arg = |name| match s.arg(name) {
+            Some(crate::record::Value::Str { bytes, .. }) => {
+                shared(String::from_utf8_lossy(bytes).into_owned())
+            }
+            _ => shared(String::new()),
+        };
+        // A detach beside others re-read is below one of them, not at the
+        // target.
+        let alone = !out.iter().any(|r| r.mntns == ns && r.action == action);
+        let (path, fstype, source, propagation) = match had {
+            Some(m) => (Some(m.mount_point), m.fstype, m.source, m.propagation),
+            None => (
+                target(s).filter(|_| alone),
+                arg("fstype"),
+                arg("source"),
+                Default::default(),
+            ),
+        };
+        out.push(Propagated {
+            container: None,
+            time: SystemTime::now(),
+            cause: Some(s.id),
+            cause_pid: Some(s.pid),
+            mntns: ns,
+            mnt_id: id,
+            relation: path.as_ref().map(|_| Relation::Own),
+            from_path: None,
+            path,
+            action,
+            propagation,
+            fstype,
+            source,
+            evidence: Evidence::Derived,
+            via: Via::Probe,
+        });
+        out
+    }
+
+    /// Diff mode: re-reads the namespaces the call can reach. A mount or
+    /// umount2 leaves mounts newer than `bound` to later calls.
+    fn diff(&mut self, s: &Syscall, bound: Option<u64>) -> Vec<Propagated> {
         let reach = self.model.reach(s.mntns_before);
         // Moves change places: each table read whole (so too without id
         // lists: mountinfo). Unmounts take ids away, seen by comparing id
@@ -1178,7 +1386,7 @@ impl Correlator {
             return out;
         }
         if s.call != crate::decode::Call::Umount {
-            return self.diff_new(s, reach);
+            return self.diff_new(s, reach, bound);
         }
         let mut out = Vec::new();
         let found = reach
@@ -1186,7 +1394,7 @@ impl Correlator {
             .filter_map(|ns| Some(self.model.get(*ns)?.found))
             .collect();
         for (ns, ids) in self.placer.ids_all(source, found) {
-            let change = self.model.apply_ids(ns, &ids);
+            let change = self.model.apply_ids(ns, &ids, bound.unwrap_or(u64::MAX));
             out.extend(self.changes(ns, &change, Some(s), Via::Diff));
         }
         out
@@ -1199,7 +1407,12 @@ impl Correlator {
     /// than what it lists), so what the call added is above it. The kernel
     /// finds the first such id with a tree search, where a whole listing
     /// walks every mount: at 1,000 namespaces reached, most of a diff's time.
-    fn diff_new(&mut self, s: &Syscall, reach: BTreeSet<u32>) -> Vec<Propagated> {
+    fn diff_new(
+        &mut self,
+        s: &Syscall,
+        reach: BTreeSet<u32>,
+        bound: Option<u64>,
+    ) -> Vec<Propagated> {
         let source = self.model.source;
         let mut mine = Vec::new();
         let mut asks = Vec::new();
@@ -1232,6 +1445,9 @@ impl Correlator {
             Detail::Full => Default::default(),
         };
         let mut found: HashMap<u64, (u32, Mount)> = mine.into_iter().chain(theirs).collect();
+        if let Some(bound) = bound {
+            found.retain(|id, _| *id <= bound);
+        }
         let left = self
             .lineages
             .complete(&mut self.model, &self.unsettled, &mut found, &bare);
@@ -1414,7 +1630,6 @@ impl Correlator {
             self.bury_dead(None);
         }
         let mut out = Vec::new();
-        let ended = std::mem::take(&mut self.ended);
         let limit = self.ring_at.saturating_sub(ORPHAN_AFTER.as_nanos() as u64);
         loop {
             let queue = if self.aged.is_empty() {
@@ -1437,6 +1652,7 @@ impl Correlator {
             .filter(|p| p.via == Via::Listing)
             .count();
         self.rescan();
+        let ended = std::mem::take(&mut self.ended);
         let lost = (self.overflows > 0).then(|| {
             // Events were dropped, in namespaces fanotify does not name:
             // every table is read again, so the model is exact from here on.
@@ -1514,7 +1730,10 @@ impl Correlator {
             .collect();
         for ns in dead {
             log::debug!("mnt:[{ns}] is gone");
-            self.model.forget(ns);
+            self.woke.remove(&ns);
+            if let Some(gone) = self.model.forget(ns) {
+                self.end_quiet(gone);
+            }
         }
         for f in found {
             if !self.model.is_current(&f) && self.add(f).is_ok() {
@@ -1526,6 +1745,11 @@ impl Correlator {
 
 /// Marks namespace `f` (through its process's /proc entry) for mount events.
 fn watch(w: &Watcher, f: &Found) {
+    mark(w, f, true);
+}
+
+/// Marks namespace `f` for mount events, or (`add` false) takes the mark off.
+fn mark(w: &Watcher, f: &Found, add: bool) {
     use std::os::unix::fs::MetadataExt as _;
     // Through the process it was found by, or, if that one left already
     // (runc's, which made it), any other still in it.
@@ -1536,7 +1760,8 @@ fn watch(w: &Watcher, f: &Found) {
     };
     let nsfd = open(f.pid).or_else(|| crate::model::source::member_of(f.inode).and_then(open));
     let r = match nsfd {
-        Some(fd) => w.watch(fd.as_fd()),
+        Some(fd) if add => w.watch(fd.as_fd()),
+        Some(fd) => w.unwatch(fd.as_fd()),
         None => Err(nix::errno::Errno::ESRCH),
     };
     if let Err(e) = r {

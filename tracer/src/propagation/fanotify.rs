@@ -69,6 +69,21 @@ impl Watcher {
         Errno::result(r).map(drop)
     }
 
+    /// Stops watching the mount namespace `nsfd`.
+    pub fn unwatch(&self, nsfd: BorrowedFd<'_>) -> Result<(), Errno> {
+        // SAFETY: as in `watch`.
+        let r = unsafe {
+            libc::fanotify_mark(
+                self.fd.as_raw_fd(),
+                libc::FAN_MARK_REMOVE | FAN_MARK_MNTNS,
+                FAN_MNT_ATTACH | FAN_MNT_DETACH,
+                nsfd.as_raw_fd(),
+                std::ptr::null(),
+            )
+        };
+        Errno::result(r).map(drop)
+    }
+
     /// Every event queued now, in the kernel's order.
     pub fn read(&self) -> Result<Vec<Event>, Errno> {
         let mut out = Vec::new();
