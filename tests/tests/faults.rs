@@ -302,6 +302,25 @@ fn storm_calls(records: &[Value], pid: u32) -> usize {
         .count()
 }
 
+/// Waits for the storm's `pairs` mounts and umounts, and `grace` more (for
+/// any orphan to show), then stops mnttrace: its records.
+fn storm_records(tracer: Tracer, pid: u32, pairs: usize, grace: Duration) -> Vec<Value> {
+    tracer.wait_for(60, |r| storm_calls(r, pid) >= 2 * pairs);
+    std::thread::sleep(grace);
+    let (status, stdout, stderr) = tracer.stop();
+    assert!(status.success(), "{status}: {stderr:?}");
+    mnttrace_tests::parse(&stdout)
+}
+
+/// The unique ids stormgen's statx gave its mounts (`--ids FILE`), in order.
+fn ids_made(file: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(file)
+        .expect("stormgen's ids")
+        .lines()
+        .map(|l| l.parse().expect("an id"))
+        .collect()
+}
+
 /// `stormgen DIR N` (built beside the tests), waiting for its go.
 fn stormgen(dir: &std::path::Path, pairs: usize, extra: &[&str]) -> std::process::Child {
     let bin = std::env::current_exe().expect("test path");
@@ -482,16 +501,8 @@ fn a_private_storm_unseen_has_each_calls_mount() {
     assert_eq!(line()["failed"], 0);
     let _ = storm.wait();
     tracer.signal(Signal::SIGCONT);
-    let storm_calls = |r: &[Value]| storm_calls(r, pid);
-    tracer.wait_for(60, |r| storm_calls(r) >= 2 * PAIRS);
-    let (status, stdout, stderr) = tracer.stop();
-    assert!(status.success(), "{status}: {stderr:?}");
-    let records = mnttrace_tests::parse(&stdout);
-    let made: Vec<u64> = std::fs::read_to_string(&ids_file)
-        .expect("stormgen's ids")
-        .lines()
-        .map(|l| l.parse().expect("an id"))
-        .collect();
+    let records = storm_records(tracer, pid, PAIRS, Duration::ZERO);
+    let made = ids_made(&ids_file);
     let calls: Vec<Value> = syscalls_of(&records, pid)
         .into_iter()
         .filter(|s| s["args"]["source"] == "storm" || s["call"] == "umount2")
@@ -562,17 +573,8 @@ fn a_storm_in_namespaces_just_made_has_each_calls_mounts() {
     go.write_all(b"go\n").expect("go");
     assert_eq!(line()["failed"], 0);
     let _ = storm.wait();
-    let storm_calls = |r: &[Value]| storm_calls(r, pid);
-    tracer.wait_for(60, |r| storm_calls(r) >= 2 * PAIRS);
-    std::thread::sleep(Duration::from_millis(1500));
-    let (status, stdout, stderr) = tracer.stop();
-    assert!(status.success(), "{status}: {stderr:?}");
-    let records = mnttrace_tests::parse(&stdout);
-    let made: Vec<u64> = std::fs::read_to_string(&ids_file)
-        .expect("stormgen's ids")
-        .lines()
-        .map(|l| l.parse().expect("an id"))
-        .collect();
+    let records = storm_records(tracer, pid, PAIRS, Duration::from_millis(1500));
+    let made = ids_made(&ids_file);
     let mounts: Vec<Value> = syscalls_of(&records, pid)
         .into_iter()
         .filter(|s| s["call"] == "mount" && s["args"]["source"] == "storm")

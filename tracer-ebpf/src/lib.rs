@@ -81,7 +81,7 @@ pub struct Event {
     /// Per-call extra words; see [`call`].
     pub aux: [u64; 4],
     /// The unique id of the newest mount in the caller's namespace at entry
-    /// (umount2 only, else 0) and at exit: ids only grow, so a mount call's
+    /// (umount2 only, else 0) and at exit (mount and umount2, else 0): ids only grow, so a mount call's
     /// own mount is the newest at its exit, and an umount2 after which the
     /// newest is older took it away. What a namespace no mount event is read
     /// from shows of a mount made and gone before userspace could look.

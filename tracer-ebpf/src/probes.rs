@@ -98,14 +98,11 @@ fn changes_namespace(call: u32) -> bool {
     )
 }
 
-/// Calls that attach or detach mounts in the caller's namespace: for them
-/// the newest mount there is read at exit.
+/// Calls whose exit reads the newest mount in the caller's namespace (see
+/// `Event::newest_before`): the ones userspace reads it for.
 #[inline(always)]
 fn changes_mounts(call: u32) -> bool {
-    matches!(
-        call,
-        call::MOUNT | call::UMOUNT | call::MOVE_MOUNT | call::PIVOT_ROOT
-    )
+    matches!(call, call::MOUNT | call::UMOUNT)
 }
 
 /// Which argument indexes hold user strings for this call.

@@ -55,7 +55,7 @@ pub struct Syscall {
     pub mntns_before: u32,
     pub mntns_after: u32,
     /// The newest mount's unique id in the caller's namespace before
-    /// (umount2) and after (mount calls) the call, 0 if not read: see
+    /// (umount2) and after (mount, umount2) the call, 0 if not read: see
     /// `tracer_ebpf::Event::newest_before`.
     pub newest_before: u64,
     pub newest_after: u64,

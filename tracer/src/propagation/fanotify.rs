@@ -56,26 +56,20 @@ impl Watcher {
 
     /// Watches the mount namespace `nsfd` (an open /proc/PID/ns/mnt).
     pub fn watch(&self, nsfd: BorrowedFd<'_>) -> Result<(), Errno> {
-        // SAFETY: valid fds; a NULL path makes the mark on the dirfd itself.
-        let r = unsafe {
-            libc::fanotify_mark(
-                self.fd.as_raw_fd(),
-                libc::FAN_MARK_ADD | FAN_MARK_MNTNS,
-                FAN_MNT_ATTACH | FAN_MNT_DETACH,
-                nsfd.as_raw_fd(),
-                std::ptr::null(),
-            )
-        };
-        Errno::result(r).map(drop)
+        self.mark(libc::FAN_MARK_ADD, nsfd)
     }
 
     /// Stops watching the mount namespace `nsfd`.
     pub fn unwatch(&self, nsfd: BorrowedFd<'_>) -> Result<(), Errno> {
-        // SAFETY: as in `watch`.
+        self.mark(libc::FAN_MARK_REMOVE, nsfd)
+    }
+
+    fn mark(&self, how: libc::c_uint, nsfd: BorrowedFd<'_>) -> Result<(), Errno> {
+        // SAFETY: valid fds; a NULL path makes the mark on the dirfd itself.
         let r = unsafe {
             libc::fanotify_mark(
                 self.fd.as_raw_fd(),
-                libc::FAN_MARK_REMOVE | FAN_MARK_MNTNS,
+                how | FAN_MARK_MNTNS,
                 FAN_MNT_ATTACH | FAN_MNT_DETACH,
                 nsfd.as_raw_fd(),
                 std::ptr::null(),
