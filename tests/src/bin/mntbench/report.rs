@@ -303,7 +303,8 @@ configurations the targets name: `--propagation off` reads no mount table and wa
 the cost of capture and output from that of following propagation; `--propagation diff` follows propagation without \
 fanotify (re-reading the namespaces a call can reach), so it separates the cost of the fanotify marks, which the \
 kernel pays in the storm's own syscalls (an event queued for every attach and detach in a watched namespace), from \
-that of mnttrace's work. Other tracers (someone else's) were running on the machine during {noisy} of these {runs} runs; \
+that of mnttrace's work. (The default mode marks only namespaces with a shared or slave mount: in the private storm, \
+none; in the shared one, both.) Other tracers (someone else's) were running on the machine during {noisy} of these {runs} runs; \
 before each run the bench waits for anyone else's `stormgen` to end (it waited {waited:.0} s in all).\n\n",
         c["n"],
         c["rounds"],
