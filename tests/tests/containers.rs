@@ -94,10 +94,16 @@ fn volume_case(runtime: &'static str, propagation: &str, rootfs: Option<&str>) {
             "{ctx}: no {what} tagged with {id} among {calls:#?}"
         )
     };
-    has("new mount namespace", &|r| {
+    let made = |r: &Value| {
         matches!(r["call"].as_str(), Some("unshare" | "clone" | "clone3"))
             && r["mntns_after"] == cns
-    });
+    };
+    // Untagged, it is still shown: what mnttrace said of the call.
+    let untagged: Vec<&Value> = records.iter().filter(|r| made(r)).collect();
+    assert!(
+        calls.iter().any(|r| made(r)),
+        "{ctx}: the call that made mnt:[{cns}] is not tagged with {id}: {untagged:#?}"
+    );
     let rootfs_path = format!("{bundle_dir}/rootfs");
     has("rootfs bind", &|r| {
         r["call"] == "mount" && r["args"]["source"] == rootfs_path.as_str()

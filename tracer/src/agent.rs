@@ -529,7 +529,7 @@ impl State {
         out: &mut Output,
     ) -> io::Result<()> {
         for mut e in ended {
-            e.container = self.containers.ended(e.mntns, e.time);
+            e.container = self.containers.ended(e.mntns, e.alive_at.unwrap_or(e.time));
             if self
                 .filter
                 .matches_unexplained(e.mntns, e.pid, e.container.as_deref())

@@ -236,10 +236,14 @@ pub struct Ended {
     /// The process whose exit (or last setns/unshare) released it, as the
     /// kernel names it; for a namespace no mount event was read from (none
     /// of its mounts shared or a slave), found gone by the rescan of /proc,
-    /// the process mnttrace knew in it.
+    /// the process last found in it.
     pub pid: Option<u32>,
     pub mounts: usize,
     pub container: Option<Arc<Container>>,
+    /// When it was last known alive, if its end was found later than it
+    /// happened (a quiet namespace's, by the scan of /proc): its container
+    /// is the one seen there before then, not one on its inode number since.
+    pub alive_at: Option<SystemTime>,
 }
 
 pub enum Record {

@@ -201,6 +201,14 @@ impl Model {
         self.namespaces.insert(f.inode, ns);
     }
 
+    /// Namespace `inode` is reached through process `pid` from now on (one
+    /// still in it, found by a scan of /proc).
+    pub fn set_member(&mut self, inode: u32, pid: u32) {
+        if let Some(n) = self.namespaces.get_mut(&inode) {
+            n.found.pid = pid;
+        }
+    }
+
     /// Drops a namespace that no longer exists.
     pub fn forget(&mut self, inode: u32) -> Option<Namespace> {
         let ns = self.namespaces.remove(&inode)?;

@@ -204,7 +204,7 @@ pub struct Correlator {
     /// kernel's fanotify event per mount, charged to the mounting process,
     /// was most of what a storm in a private namespace paid for being traced
     /// (docs/design.md, *Benchmarks*).
-    quiet: HashMap<u32, u64>,
+    quiet: HashMap<u32, Quiet>,
     /// Quiet namespaces watched since (a mount there became shared or a
     /// slave), with the time of the mark: calls there that ended before it
     /// made no event, and are re-read.
@@ -310,7 +310,14 @@ impl Correlator {
         // its namespace does.)
         // Before the mark goes: a call that ended before this made its
         // events, and takes them; one that ended after is re-read.
-        self.quiet.insert(ns, monotonic_ns());
+        let since = monotonic_ns();
+        self.quiet.insert(
+            ns,
+            Quiet {
+                since,
+                alive_at: SystemTime::now(),
+            },
+        );
         self.woke.remove(&ns);
         mark(w, &f, false);
     }
@@ -336,14 +343,38 @@ impl Correlator {
     /// its inode number).
     fn end_quiet(&mut self, gone: crate::model::Namespace) {
         let (ns, pid) = (gone.found.inode, gone.found.pid);
-        if self.quiet.remove(&ns).is_some() && (self.kernel_tgid == 0 || pid == self.kernel_tgid) {
+        if let Some(q) = self.quiet.remove(&ns)
+            && (self.kernel_tgid == 0 || pid == self.kernel_tgid)
+        {
             self.ended.push(Ended {
                 container: None,
                 time: SystemTime::now(),
                 mntns: ns,
                 pid: (pid != 0).then_some(pid),
                 mounts: gone.table.len(),
+                alive_at: Some(q.alive_at),
             });
+        }
+    }
+
+    /// Quiet namespace `ns` is alive now (a scan found it, or a call there).
+    fn alive(&mut self, ns: u32) {
+        if let Some(q) = self.quiet.get_mut(&ns) {
+            q.alive_at = SystemTime::now();
+        }
+    }
+
+    /// A quiet namespace's end names the process last known in it: the one
+    /// it was found by while that lives, else the latest caller there (the
+    /// runtime process that made a container's namespace is gone by the
+    /// time its init mounts; the scan of /proc updates it too).
+    fn keep_member(&mut self, ns: u32, pid: u32) {
+        let Some(n) = self.model.get(ns) else { return };
+        if n.found.pid != pid
+            && self.quiet.contains_key(&ns)
+            && !std::path::Path::new(&format!("/proc/{}", n.found.pid)).exists()
+        {
+            self.model.set_member(ns, pid);
         }
     }
 
@@ -351,9 +382,7 @@ impl Correlator {
     /// quiet when it ended.
     fn unwatched(&self, s: &Syscall) -> bool {
         let ns = s.mntns_before;
-        self.quiet
-            .get(&ns)
-            .is_some_and(|&since| since <= s.ktime_ns)
+        self.quiet.get(&ns).is_some_and(|q| q.since <= s.ktime_ns)
             || self.woke.get(&ns).is_some_and(|&at| s.ktime_ns < at)
     }
 
@@ -703,6 +732,7 @@ impl Correlator {
                 mntns: ns,
                 pid: (pid != 0).then_some(pid),
                 mounts,
+                alive_at: None,
             });
         }
     }
@@ -948,6 +978,12 @@ impl Correlator {
         );
         let now_in = if stays { s.mntns_before } else { s.mntns_after };
         self.seen_in.insert(s.pid, now_in);
+        // Not for a call that made or entered a namespace: the model may
+        // still hold a dead one on its inode number until it is followed.
+        if !matches!(effect(s), Effect::Namespace(_)) {
+            self.keep_member(s.mntns_before, s.pid);
+            self.alive(s.mntns_before);
+        }
         self.ring_at = self.ring_at.max(s.ktime_ns);
         // The call's events were queued before it returned: a read begun
         // since has them all. (In a storm a batch of calls needs one read,
@@ -1736,11 +1772,28 @@ impl Correlator {
             }
         }
         for f in found {
-            if !self.model.is_current(&f) && self.add(f).is_ok() {
-                log::debug!("mnt:[{}] found by rescan", f.inode);
+            if !self.model.is_current(&f) {
+                if self.add(f).is_ok() {
+                    log::debug!("mnt:[{}] found by rescan", f.inode);
+                }
+            } else if self.quiet.contains_key(&f.inode) {
+                // Its end names the process last found in it (the one that
+                // made it, runc's, is often long gone: a container's init
+                // is what is left).
+                self.model.set_member(f.inode, f.pid);
+                self.alive(f.inode);
             }
         }
     }
+}
+
+/// A namespace no mount event is read from (see `Correlator::quiet`).
+struct Quiet {
+    /// When its mark went (CLOCK_MONOTONIC ns).
+    since: u64,
+    /// When it was last known alive: the time its end, found later, is
+    /// placed before.
+    alive_at: SystemTime,
 }
 
 /// Marks namespace `f` (through its process's /proc entry) for mount events.
