@@ -1817,14 +1817,21 @@ fn mark(w: &Watcher, f: &Found, add: bool) {
         Some(fd) => w.unwatch(fd.as_fd()),
         None => Err(nix::errno::Errno::ESRCH),
     };
-    if let Err(e) = r {
+    use nix::errno::Errno;
+    let what = if add { "watch" } else { "stop watching" };
+    match r {
+        Ok(()) => {}
         // A namespace whose last process left before it could be watched
-        // is an ordinary race (its end is reported), not a fault.
-        if e == nix::errno::Errno::ESRCH {
-            log::debug!("mnt:[{}] was gone before it could be watched", f.inode);
-        } else {
-            log::warn!("cannot watch mnt:[{}]: {e}", f.inode);
+        // is an ordinary race (its end is reported), not a fault; so is a
+        // mark gone with its namespace, or never placed for that reason
+        // (ENOENT on removal: namespaces that die young, by the thousand).
+        Err(Errno::ESRCH) => {
+            log::debug!("mnt:[{}] was gone before mnttrace could {what} it", f.inode)
         }
+        Err(Errno::ENOENT) if !add => {
+            log::debug!("mnt:[{}] had no mark left to take off", f.inode)
+        }
+        Err(e) => log::warn!("cannot {what} mnt:[{}]: {e}", f.inode),
     }
 }
 
