@@ -101,7 +101,7 @@ fn changes_namespace(call: u32) -> bool {
 /// Calls whose exit reads the newest mount in the caller's namespace (see
 /// `Event::newest_before`): the ones userspace reads it for.
 #[inline(always)]
-fn changes_mounts(call: u32) -> bool {
+fn reads_newest(call: u32) -> bool {
     matches!(call, call::MOUNT | call::UMOUNT)
 }
 
@@ -212,7 +212,7 @@ fn emit(ctx: &TracePointContext, call: u32) -> u32 {
         )
     };
     let mnt_ns = task::mnt_ns_ptr(&o, cur);
-    let newest_after = if changes_mounts(call) {
+    let newest_after = if reads_newest(call) {
         task::newest_mount(&o, mnt_ns)
     } else {
         0

@@ -202,7 +202,7 @@ impl Model {
     }
 
     /// Namespace `inode` is reached through process `pid` from now on (one
-    /// still in it, found by a scan of /proc).
+    /// found in it by a scan of /proc, or its latest caller).
     pub fn set_member(&mut self, inode: u32, pid: u32) {
         if let Some(n) = self.namespaces.get_mut(&inode) {
             n.found.pid = pid;
@@ -279,7 +279,7 @@ impl Model {
     /// [`refresh`](Self::refresh) from a listing of namespace `inode`'s ids
     /// (in id order): mounts not listed are gone, and only those the table
     /// does not have are looked up. Ids above `bound` are left alone on both
-    /// sides (a later call's, where the caller knows where its call's end).
+    /// sides: later calls' (the caller knows where its call's mounts end).
     pub fn apply_ids(&mut self, inode: u32, ids: &[u64], bound: u64) -> Change {
         let Some(old) = self.namespaces.get(&inode) else {
             return Change::default();

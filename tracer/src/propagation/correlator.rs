@@ -236,7 +236,7 @@ impl Correlator {
     ) -> Correlator {
         let model = match (mode, &watcher) {
             (Mode::Off, _) => Model::new(source, skip),
-            (_, Some(w)) => Model::load(source, skip, |f| watch(w, f)),
+            (_, Some(w)) => Model::load(source, skip, |f| mark(w, f, true)),
             (_, None) => Model::load(source, skip, |_| {}),
         };
         // Without propagation no table is read, so no namespace is looked for.
@@ -357,22 +357,20 @@ impl Correlator {
         }
     }
 
-    /// Quiet namespace `ns` is alive now (a scan found it, or a call there).
-    fn alive(&mut self, ns: u32) {
-        if let Some(q) = self.quiet.get_mut(&ns) {
-            q.alive_at = SystemTime::now();
-        }
-    }
-
-    /// A quiet namespace's end names the process last known in it: the one
-    /// it was found by while that lives, else the latest caller there (the
+    /// Quiet namespace `ns` is alive now, with `pid` in it: found there by
+    /// a scan of /proc (`scanned`), or the caller of a call there. Its end
+    /// names the process last known in it: the one a scan found, else the
+    /// one it was found by while that lives, else the latest caller (the
     /// runtime process that made a container's namespace is gone by the
-    /// time its init mounts; the scan of /proc updates it too).
-    fn keep_member(&mut self, ns: u32, pid: u32) {
+    /// time its init mounts).
+    fn alive(&mut self, ns: u32, pid: u32, scanned: bool) {
+        let Some(q) = self.quiet.get_mut(&ns) else {
+            return;
+        };
+        q.alive_at = SystemTime::now();
         let Some(n) = self.model.get(ns) else { return };
         if n.found.pid != pid
-            && self.quiet.contains_key(&ns)
-            && !std::path::Path::new(&format!("/proc/{}", n.found.pid)).exists()
+            && (scanned || !std::path::Path::new(&format!("/proc/{}", n.found.pid)).exists())
         {
             self.model.set_member(ns, pid);
         }
@@ -888,17 +886,7 @@ impl Correlator {
         }
         // Every batch teaches lineages: the next read may hold the rest of
         // this one's copies.
-        let left = self
-            .lineages
-            .complete(&mut self.model, &self.unsettled, &mut found, &bare);
-        if !bare.is_empty() {
-            log::debug!(
-                "locate: {} read without strings, {} completed from the mount they copy",
-                bare.len(),
-                bare.len() - left.len()
-            );
-            self.read_whole(&mut found, &left);
-        }
+        self.complete_bare(&mut found, &bare, "locate");
         // Learnt for next time: which namespace's copy followed which.
         if self.trails.len() >= MAX_TRAILS {
             self.trails.clear();
@@ -933,6 +921,27 @@ impl Correlator {
             trail.place(placed);
         }
         found
+    }
+
+    /// Completes the mounts of `found` read without strings (`bare`) from
+    /// the mount they copy (see lineage), and reads whole those it cannot.
+    fn complete_bare(
+        &mut self,
+        found: &mut HashMap<u64, (u32, Mount)>,
+        bare: &foldhash::HashSet<u64>,
+        what: &str,
+    ) {
+        let left = self
+            .lineages
+            .complete(&mut self.model, &self.unsettled, found, bare);
+        if !bare.is_empty() {
+            log::debug!(
+                "{what}: {} read without strings, {} completed from the mount they copy",
+                bare.len(),
+                bare.len() - left.len()
+            );
+            self.read_whole(found, &left);
+        }
     }
 
     /// Reads `ids` whole, each in the namespace it was found in (on two
@@ -981,8 +990,7 @@ impl Correlator {
         // Not for a call that made or entered a namespace: the model may
         // still hold a dead one on its inode number until it is followed.
         if !matches!(effect(s), Effect::Namespace(_)) {
-            self.keep_member(s.mntns_before, s.pid);
-            self.alive(s.mntns_before);
+            self.alive(s.mntns_before, s.pid, false);
         }
         self.ring_at = self.ring_at.max(s.ktime_ns);
         // The call's events were queued before it returned: a read begun
@@ -1017,9 +1025,11 @@ impl Correlator {
                     self.settle();
                     out.extend(self.reread(s));
                     // A tree with shared or slave mounts moved in (a move
-                    // re-reads the table whole: a plain mount under private
-                    // ones is private).
-                    self.wake(s.mntns_before);
+                    // re-reads the table whole); a plain mount under private
+                    // ones is private.
+                    if moves(s) {
+                        self.wake(s.mntns_before);
+                    }
                 }
                 Mode::Fanotify => out.extend(self.claim(s)),
                 Mode::Diff => {
@@ -1484,17 +1494,7 @@ impl Correlator {
         if let Some(bound) = bound {
             found.retain(|id, _| *id <= bound);
         }
-        let left = self
-            .lineages
-            .complete(&mut self.model, &self.unsettled, &mut found, &bare);
-        if !bare.is_empty() {
-            log::debug!(
-                "diff: {} read without strings, {} completed from the mount they copy",
-                bare.len(),
-                bare.len() - left.len()
-            );
-        }
-        self.read_whole(&mut found, &left);
+        self.complete_bare(&mut found, &bare, "diff");
         let mut out = Vec::new();
         let mut by_ns: BTreeMap<u32, Change> = BTreeMap::new();
         for (_, (ns, m)) in found {
@@ -1776,12 +1776,8 @@ impl Correlator {
                 if self.add(f).is_ok() {
                     log::debug!("mnt:[{}] found by rescan", f.inode);
                 }
-            } else if self.quiet.contains_key(&f.inode) {
-                // Its end names the process last found in it (the one that
-                // made it, runc's, is often long gone: a container's init
-                // is what is left).
-                self.model.set_member(f.inode, f.pid);
-                self.alive(f.inode);
+            } else {
+                self.alive(f.inode, f.pid, true);
             }
         }
     }
@@ -1796,12 +1792,8 @@ struct Quiet {
     alive_at: SystemTime,
 }
 
-/// Marks namespace `f` (through its process's /proc entry) for mount events.
-fn watch(w: &Watcher, f: &Found) {
-    mark(w, f, true);
-}
-
-/// Marks namespace `f` for mount events, or (`add` false) takes the mark off.
+/// Marks namespace `f` (through its process's /proc entry) for mount
+/// events, or (`add` false) takes the mark off.
 fn mark(w: &Watcher, f: &Found, add: bool) {
     use std::os::unix::fs::MetadataExt as _;
     // Through the process it was found by, or, if that one left already
