@@ -377,9 +377,11 @@ impl Model {
     }
 
     /// Namespaces a mount change in `ns` can reach: `ns` itself and every
-    /// namespace holding a peer or (transitive) slave of one of its shared mounts.
-    pub fn reach(&self, ns: u32) -> BTreeSet<u32> {
-        let mut out = BTreeSet::from([ns]);
+    /// namespace holding a peer or (transitive) slave of one of its shared
+    /// mounts; sorted, each once. (Collected, then sorted once: a set insert
+    /// per member was a tenth of a diff at 1,000 namespaces.)
+    pub fn reach(&self, ns: u32) -> Vec<u32> {
+        let mut out = vec![ns];
         let Some(n) = self.namespaces.get(&ns) else {
             return out;
         };
@@ -393,11 +395,9 @@ impl Model {
             if !done.insert(g) {
                 continue;
             }
-            for r in self.peers.peers(g) {
-                out.insert(r.ns);
-            }
+            out.extend(self.peers.peers(g).map(|r| r.ns));
             for r in self.peers.slaves(g) {
-                out.insert(r.ns);
+                out.push(r.ns);
                 if let Some(m) = self.find(r.id).map(|(_, m)| m)
                     && let Some(g2) = m.propagation.shared
                 {
@@ -405,6 +405,8 @@ impl Model {
                 }
             }
         }
+        out.sort_unstable();
+        out.dedup();
         out
     }
 

@@ -106,6 +106,11 @@ pub fn listmount(ns_id: u64) -> Result<Vec<u64>, Errno> {
 /// these are the newest mounts).
 pub fn listmount_after(ns_id: u64, mut last: u64) -> Result<Vec<u64>, Errno> {
     let mut all = Vec::new();
+    // The kernel allocates (and charges to mnttrace's memcg) a buffer of
+    // the size asked for on every call: a diff's listing above a table's
+    // newest mount is usually one id, so it starts small.
+    let mut cap = if last == 0 { 512 } else { 8 };
+    let mut buf = [0u64; 512];
     loop {
         let req = MntIdReq {
             size: std::mem::size_of::<MntIdReq>() as u32,
@@ -114,7 +119,7 @@ pub fn listmount_after(ns_id: u64, mut last: u64) -> Result<Vec<u64>, Errno> {
             param: last,
             mnt_ns_id: ns_id,
         };
-        let mut buf = [0u64; 512];
+        let buf = &mut buf[..cap];
         // SAFETY: req is a valid mnt_id_req; buf holds buf.len() ids.
         let n = unsafe {
             libc::syscall(
@@ -132,6 +137,7 @@ pub fn listmount_after(ns_id: u64, mut last: u64) -> Result<Vec<u64>, Errno> {
             return Ok(all);
         }
         last = buf[n - 1];
+        cap = 512;
     }
 }
 
