@@ -112,6 +112,11 @@ pub fn measure(farm: &mut Farm, mounts: usize, mode: &str, bin: &str) -> Result<
     let mut a = agent::start(bin, &["--json", "--propagation", mode], true)?;
     let rx = a.lines.take().context("stamped output")?;
     let cpu0 = proc::cpu_ms(a.guard.pid).unwrap_or(0.0);
+    // The machine's own work meanwhile (this VM's kdamond, say): not the
+    // bench's processes, mnttrace or the farm.
+    let mine = [a.guard.pid, std::process::id() as i32];
+    let skip = ["nsfarm"];
+    let others0 = proc::others_cpu_ns(&skip, &mine);
     let mut seen = Seen::default();
     let (mut per_copy, mut last, mut first, mut um) = (vec![], vec![], vec![], vec![]);
     for i in 0..mounts {
@@ -136,6 +141,7 @@ pub fn measure(farm: &mut Farm, mounts: usize, mode: &str, bin: &str) -> Result<
     }
     let hwm = proc::status_kib(a.guard.pid, "VmHWM").unwrap_or(0);
     let cpu = proc::cpu_ms(a.guard.pid).unwrap_or(cpu0) - cpu0;
+    let (others_ms, top) = proc::others_cpu_delta(&others0, &proc::others_cpu_ns(&skip, &mine));
     let exit = a.guard.stop(Duration::from_secs(30));
     let r = json!({
         "mode": mode,
@@ -160,6 +166,9 @@ pub fn measure(farm: &mut Farm, mounts: usize, mode: &str, bin: &str) -> Result<
         "umount_p99_ms": ms(stats::percentile(&um, 0.99)),
         "vmhwm_kib": hwm,
         "cpu_ms": cpu,
+        "others_cpu_ms": others_ms,
+        "others_top": top.as_ref().map(|(n, _)| n.clone()),
+        "others_top_cpu_ms": top.as_ref().map(|(_, ms)| *ms),
         "startup_ms": a.startup_ms,
         "lost": seen.lost,
         "exit": exit.describe(),

@@ -216,6 +216,53 @@ pub fn foreign_tracers(mine: &[i32]) -> Vec<String> {
     out
 }
 
+/// CPU time (ns, every thread's, from schedstat) of every process on the
+/// machine but those named in `skip` and the pids in `mine`, with its
+/// command name: what else ran on the machine's CPUs (kernel threads
+/// included). By pid: a kernel worker's name changes with its work.
+pub fn others_cpu_ns(skip: &[&str], mine: &[i32]) -> std::collections::HashMap<i32, (String, u64)> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+        let c = comm(pid);
+        if mine.contains(&pid) || skip.contains(&c.as_str()) {
+            continue;
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        let ns: u64 = tasks
+            .filter_map(|t| {
+                let text = std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?;
+                text.split_whitespace().next()?.parse::<u64>().ok()
+            })
+            .sum();
+        out.insert(pid, (c, ns));
+    }
+    out
+}
+
+/// What `others_cpu_ns` grew by from `before` to `after` (a process new
+/// since counts from zero): the total in ms, and the largest user by name.
+pub fn others_cpu_delta(
+    before: &std::collections::HashMap<i32, (String, u64)>,
+    after: &std::collections::HashMap<i32, (String, u64)>,
+) -> (f64, Option<(String, f64)>) {
+    let mut by_name: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for (pid, (name, ns)) in after {
+        let d = ns.saturating_sub(before.get(pid).map_or(0, |b| b.1));
+        *by_name.entry(name.as_str()).or_default() += d;
+    }
+    let total = by_name.values().sum::<u64>() as f64 / 1e6;
+    let top = by_name
+        .into_iter()
+        .max_by_key(|(_, ns)| *ns)
+        .map(|(n, ns)| (n.to_string(), ns as f64 / 1e6));
+    (total, top)
+}
+
 /// Every process whose command name is `name`.
 pub fn pids_named(name: &str) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {

@@ -373,9 +373,11 @@ written together, so they arrive within a fraction of a millisecond of each othe
 slowest 1 % of mounts (the slowest {} of the {} here), and *past 5 ms* counts the mounts whose last copy came later \
 than the target. The bench's reader shares \
 the machine's 2 cores with mnttrace; it finds two fields of each line (`kind`, `cause`) without parsing it, and parses \
-the whole line only for syscall and `lost` records.\n\n\
-| propagation | namespaces (on machine) | copies delivered | p50 (ms) | p99 (ms) | max (ms) | first copy p50 (ms) | last copy p50 / max (ms) | past 5 ms (mounts) | umount p50 / p99 (ms) | mnttrace VmHWM (MB) | mnttrace CPU (s) |\n\
-|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+the whole line only for syscall and `lost` records. *Others' CPU*: what every other process on the machine (kernel \
+threads included, the bench's own and the farm's not) ran meanwhile, from each thread's schedstat, and the largest \
+of them: their CPU is not mnttrace's, and a mount whose handling they take a CPU from is among the slowest.\n\n\
+| propagation | namespaces (on machine) | copies delivered | p50 (ms) | p99 (ms) | max (ms) | first copy p50 (ms) | last copy p50 / max (ms) | past 5 ms (mounts) | umount p50 / p99 (ms) | mnttrace VmHWM (MB) | mnttrace CPU (s) | others' CPU (s): largest |\n\
+|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         l["config"]["mounts_per_ns"],
         l["config"]["mounts"],
         (l["config"]["mounts"].as_u64().unwrap_or(0) / 100).max(1),
@@ -384,7 +386,7 @@ the whole line only for syscall and `lost` records.\n\n\
     for r in l["results"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
-            "| {} | {} ({}) | {} / {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} | {} | {:.2} / {:.2} | {:.1} | {:.2} |",
+            "| {} | {} ({}) | {} / {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} / {:.2} | {} | {:.2} / {:.2} | {:.1} | {:.2} | {} |",
             r["mode"].as_str().unwrap_or("?"),
             r["namespaces"],
             r["machine_namespaces"],
@@ -404,6 +406,15 @@ the whole line only for syscall and `lost` records.\n\n\
             f(&r["umount_p99_ms"]),
             mb(f(&r["vmhwm_kib"]) / 1024.0),
             f(&r["cpu_ms"]) / 1e3,
+            match (&r["others_cpu_ms"], r["others_top"].as_str()) {
+                (Value::Null, _) => "-".to_string(),
+                (_, Some(top)) => format!(
+                    "{:.2}: {top} {:.2}",
+                    f(&r["others_cpu_ms"]) / 1e3,
+                    f(&r["others_top_cpu_ms"]) / 1e3
+                ),
+                (v, None) => format!("{:.2}", f(v) / 1e3),
+            },
         );
     }
 }
