@@ -127,11 +127,24 @@ impl Trail {
     }
 
     /// The namespace `steps` copies after `ns`'s.
+    #[cfg(test)]
     fn step(&self, ns: u32, steps: usize) -> Option<u32> {
-        let i = *self.at.get(&ns)?;
+        self.nth(*self.at.get(&ns)?, steps)
+    }
+
+    /// Where `ns` is in the sequence.
+    fn index(&self, ns: u32) -> Option<usize> {
+        self.at.get(&ns).copied()
+    }
+
+    /// The namespace `steps` after the `i`th.
+    fn nth(&self, i: usize, steps: usize) -> Option<u32> {
         self.seq.get((i + steps) % self.seq.len()).copied()
     }
 }
+
+/// A copy `locate` placed: its id, namespace and parent.
+type PlacedCopy = (u64, u32, u64);
 
 /// Peer rings as the model guesses them, built once per batch: members by
 /// id, newest first (a clone joins the ring right after the mount it copies).
@@ -143,16 +156,21 @@ struct Rings {
 }
 
 impl Rings {
-    /// The namespace `steps` members after `parent` in its peer ring.
-    fn step(&mut self, model: &Model, ns: u32, parent: u64, steps: usize) -> Option<u32> {
+    /// `parent`'s peer group and its place in the group's ring.
+    fn index(&mut self, model: &Model, ns: u32, parent: u64) -> Option<(u64, usize)> {
         let group = model.get(ns)?.table.get(parent)?.propagation.shared?;
-        let (order, at) = self.rings.entry(group).or_insert_with(|| {
+        let (_, at) = self.rings.entry(group).or_insert_with(|| {
             let mut members: Vec<_> = model.peers().peers(group).copied().collect();
             members.sort_unstable_by_key(|r| std::cmp::Reverse(r.id));
             let at = members.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
             (members.into_iter().map(|r| r.ns).collect(), at)
         });
-        let i = *at.get(&parent)?;
+        Some((group, *at.get(&parent)?))
+    }
+
+    /// The namespace `steps` members after the `i`th of `group`'s ring.
+    fn nth(&self, (group, i): (u64, usize), steps: usize) -> Option<u32> {
+        let (order, _) = self.rings.get(&group)?;
         order.get((i + steps) % order.len()).copied()
     }
 }
@@ -189,6 +207,10 @@ pub struct Correlator {
     unsettled: Vec<Unsettled>,
     /// Per namespace: where the propagations its processes caused went.
     trails: HashMap<u32, Trail>,
+    /// Copies placed by the latest `locate`, by the namespace of the
+    /// process that caused them, in id order (id, namespace, parent): its
+    /// trails learn them once the records are out (see `learn`).
+    unlearnt: Vec<(u32, Vec<PlacedCopy>)>,
     placer: Placer,
     /// Propagations whose copies are read without strings.
     lineages: Lineages,
@@ -262,6 +284,7 @@ impl Correlator {
             graveyard: HashMap::default(),
             unsettled: Vec::new(),
             trails: HashMap::default(),
+            unlearnt: Vec::new(),
             placer: Placer::default(),
             lineages: Lineages::default(),
             seen_in: HashMap::default(),
@@ -448,6 +471,7 @@ impl Correlator {
     /// and a claim puts in at once whatever is not the claiming call's own.
     pub fn settle(&mut self) {
         self.settle_except(&[]);
+        self.learn();
     }
 
     /// Puts in the model the unsettled mounts `now` picks.
@@ -767,6 +791,9 @@ impl Correlator {
         if wanted.is_empty() {
             return found;
         }
+        // The previous read's copies first: this one may hold the rest of
+        // its propagation, counted from them.
+        self.learn();
         let mut by_home: BTreeMap<Option<u32>, Vec<u64>> = BTreeMap::new();
         let mut homes: HashMap<u32, Option<u32>> = HashMap::default();
         for &(id, pid) in wanted {
@@ -800,13 +827,27 @@ impl Correlator {
             // together.
             let mut anchor: Option<(u64, u32, u64)> = None;
             let mut guesses = Vec::with_capacity(ids.len());
+            // Where the copy counted from sits in the trail and in its
+            // parent's ring, looked up once for all the ids counted from it.
+            type Places = ((u64, u32, u64), Option<usize>, Option<(u64, usize)>);
+            let mut places: Option<Places> = None;
             for &id in ids.iter() {
                 let near = anchor.or_else(|| trail.and_then(|t| t.below(id)));
                 let mut tries = Candidates::default();
-                if let Some((at, ns, parent)) = near {
+                if let Some(n @ (at, ns, parent)) = near {
+                    let (_, in_trail, in_ring) = match places {
+                        Some(p) if p.0 == n => p,
+                        _ => *places.insert((
+                            n,
+                            trail.and_then(|t| t.index(ns)),
+                            rings.index(&self.model, ns, parent),
+                        )),
+                    };
                     let steps = (id - at) as usize;
-                    let ring = rings.step(&self.model, ns, parent, steps);
-                    for ns in [trail.and_then(|t| t.step(ns, steps)), ring] {
+                    let by_trail = in_trail.and_then(|i| trail.and_then(|t| t.nth(i, steps)));
+                    let by_ring = in_ring.and_then(|r| rings.nth(r, steps));
+                    // Mostly the same namespace: looked up once.
+                    for ns in [by_trail, by_ring.filter(|r| Some(*r) != by_trail)] {
                         if let Some(n) = ns.and_then(|ns| self.model.get(ns)) {
                             tries.push(n.found);
                         }
@@ -887,40 +928,68 @@ impl Correlator {
         // Every batch teaches lineages: the next read may hold the rest of
         // this one's copies.
         self.complete_bare(&mut found, &bare, "locate");
-        // Learnt for next time: which namespace's copy followed which.
+        // Learnt for next time, once the records are out (a tenth of the
+        // time from a propagation's exit to its copies on the output was
+        // this, at 1,000 namespaces).
+        for (home, ids) in by_home {
+            let Some(home) = home else { continue };
+            let placed = ids
+                .iter()
+                .filter_map(|id| found.get(id).map(|(ns, m)| (*id, *ns, m.parent)))
+                .collect();
+            self.unlearnt.push((home, placed));
+        }
+        found
+    }
+
+    /// Teaches each trail the copies `locate` placed last: which
+    /// namespace's copy followed which (ids are made in the order the
+    /// kernel walks a propagation), and where they are, to count from.
+    fn learn(&mut self) {
+        if self.unlearnt.is_empty() {
+            return;
+        }
         if self.trails.len() >= MAX_TRAILS {
             self.trails.clear();
         }
-        for (home, ids) in by_home {
-            let Some(home) = home else { continue };
-            let mut links = Vec::new();
-            let mut placed = Vec::new();
-            let trail = self.trails.entry(home).or_default();
-            for id in ids {
-                let Some((ns, m)) = found.get(&id) else {
-                    continue;
-                };
-                placed.push((id, (*ns, m.parent)));
+        let batch = std::mem::take(&mut self.unlearnt);
+        // Where the read placed mount `id` (each list is in id order).
+        let in_batch = |id: u64| {
+            batch.iter().find_map(|(_, placed)| {
+                let i = placed.binary_search_by_key(&id, |p| p.0).ok()?;
+                Some(placed[i].1)
+            })
+        };
+        for (home, placed) in &batch {
+            let trail = self.trails.entry(*home).or_default();
+            let mut links = Vec::with_capacity(placed.len());
+            for (i, &(id, ns, _)) in placed.iter().enumerate() {
                 let Some(prev) = id.checked_sub(1) else {
                     continue;
                 };
-                let before = found
-                    .get(&prev)
-                    .map(|(ns, _)| *ns)
-                    .or_else(|| trail.placed.get(&prev).map(|(ns, _)| *ns))
-                    .or_else(|| self.model.find(prev).map(|(ns, _)| ns));
+                // Mostly the copy just before it in the same list.
+                let before = match i.checked_sub(1).and_then(|j| placed.get(j)) {
+                    Some(&(p, p_ns, _)) if p == prev => Some(p_ns),
+                    _ => in_batch(prev)
+                        .or_else(|| trail.placed.get(&prev).map(|(ns, _)| *ns))
+                        .or_else(|| self.model.find(prev).map(|(ns, _)| ns)),
+                };
                 if let Some(b) = before {
-                    links.push((b, *ns));
+                    links.push((b, ns));
                 }
             }
             // Links of namespaces long gone: the chain is learnt again.
             if trail.next.len() > MAX_TRAILS {
                 trail.next.clear();
             }
-            trail.learn(home, links);
-            trail.place(placed);
+            trail.learn(*home, links);
+            trail.place(
+                placed
+                    .iter()
+                    .map(|&(id, ns, parent)| (id, (ns, parent)))
+                    .collect(),
+            );
         }
-        found
     }
 
     /// Completes the mounts of `found` read without strings (`bare`) from
