@@ -322,41 +322,68 @@ fn ids_made(file: &std::path::Path) -> Vec<u64> {
 }
 
 /// `stormgen DIR N` (built beside the tests), waiting for its go.
-fn stormgen(dir: &std::path::Path, pairs: usize, extra: &[&str]) -> std::process::Child {
-    let bin = std::env::current_exe().expect("test path");
-    let storm_bin = bin
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("stormgen");
-    Command::new(storm_bin)
-        .arg(dir)
-        .arg(pairs.to_string())
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("stormgen")
+/// stormgen (a sibling of the test binary), spoken to: it says its pid and
+/// namespace in a JSON line, storms on `go`, then says how it went.
+struct Storm {
+    child: std::process::Child,
+    go: std::process::ChildStdin,
+    said: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Storm {
+    fn start(dir: &std::path::Path, pairs: usize, extra: &[&str]) -> Storm {
+        use std::io::BufRead as _;
+        let bin = std::env::current_exe().expect("test path");
+        let storm_bin = bin
+            .parent()
+            .and_then(|d| d.parent())
+            .expect("target dir")
+            .join("stormgen");
+        let mut child = Command::new(storm_bin)
+            .arg(dir)
+            .arg(pairs.to_string())
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("stormgen");
+        let go = child.stdin.take().expect("stdin");
+        let said = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        Storm { child, go, said }
+    }
+
+    /// Its next line.
+    fn line(&mut self) -> Value {
+        let l = self
+            .said
+            .next()
+            .expect("a line from stormgen")
+            .expect("read");
+        serde_json::from_str(&l).expect("stormgen's JSON")
+    }
+
+    fn go(&mut self) {
+        use std::io::Write as _;
+        self.go.write_all(b"go\n").expect("go");
+    }
 }
 
 #[test]
 fn sigint_is_heard_while_the_ring_never_empties() {
     let _storm = STORM.lock().unwrap_or_else(|e| e.into_inner());
-    use std::io::Write as _;
     let t = mnttrace_tests::tempdir();
     let tracer = Tracer::start(&["--json", "--output", "/dev/null"]);
     // A storm far longer than the test: mnttrace falls behind and stays behind.
-    let mut storm = stormgen(t.path(), 2_000_000, &[]);
-    let mut go = storm.stdin.take().expect("stdin");
+    let mut storm = Storm::start(t.path(), 2_000_000, &[]);
     std::thread::sleep(Duration::from_millis(500));
-    go.write_all(b"go\n").expect("go");
+    storm.go();
     std::thread::sleep(Duration::from_secs(3));
     let asked = Instant::now();
     tracer.signal(Signal::SIGINT);
     let (status, _, stderr) = tracer.wait();
     let took = asked.elapsed();
-    let _ = storm.kill();
-    let _ = storm.wait();
+    let _ = storm.child.kill();
+    let _ = storm.child.wait();
     assert!(status.success(), "{status}: {stderr:?}");
     assert!(
         stderr
@@ -374,19 +401,12 @@ fn sigint_is_heard_while_the_ring_never_empties() {
 #[test]
 fn events_wait_for_their_calls_while_behind() {
     let _storm = STORM.lock().unwrap_or_else(|e| e.into_inner());
-    use std::io::{BufRead as _, BufReader, Write as _};
     const PAIRS: usize = 7000;
     let t = mnttrace_tests::tempdir();
     // Room in the ring for the whole storm: nothing is lost but time.
     let tracer = Tracer::start(&["--json", "--ring-size", "16M"]);
-    let mut storm = stormgen(t.path(), PAIRS, &[]);
-    let mut go = storm.stdin.take().expect("stdin");
-    let mut said = BufReader::new(storm.stdout.take().expect("stdout")).lines();
-    let mut line = || -> Value {
-        let l = said.next().expect("a line from stormgen").expect("read");
-        serde_json::from_str(&l).expect("stormgen's JSON")
-    };
-    let pid = line()["pid"].as_u64().expect("pid");
+    let mut storm = Storm::start(t.path(), PAIRS, &[]);
+    let pid = storm.line()["pid"].as_u64().expect("pid");
     // A process left in its namespace keeps it alive and known after
     // stormgen exits: the namespace's end (every mount detached at once, by
     // stormgen's pid) stays out of the events being checked.
@@ -406,10 +426,10 @@ fn events_wait_for_their_calls_while_behind() {
     // The storm runs while mnttrace is stopped: it wakes to a backlog
     // (14,000 events, within fanotify's queue of 16,384).
     tracer.signal(Signal::SIGSTOP);
-    go.write_all(b"go\n").expect("go");
-    let done = line();
+    storm.go();
+    let done = storm.line();
     assert_eq!(done["failed"], 0, "{done}");
-    let _ = storm.wait();
+    let _ = storm.child.wait();
     tracer.signal(Signal::SIGCONT);
     // Its first call reads every event; once it has written some of the
     // backlog (a debug build takes most of a second for all of it), it is
@@ -472,20 +492,13 @@ fn events_wait_for_their_calls_while_behind() {
 #[test]
 fn a_private_storm_unseen_has_each_calls_mount() {
     let _storm = STORM.lock().unwrap_or_else(|e| e.into_inner());
-    use std::io::{BufRead as _, BufReader, Write as _};
     const PAIRS: usize = 3000;
     let t = mnttrace_tests::tempdir();
     let out = mnttrace_tests::tempdir();
     let ids_file = out.path().join("ids");
     let tracer = Tracer::start(&["--json", "--ring-size", "16M"]);
-    let mut storm = stormgen(t.path(), PAIRS, &["--ids", &ids_file.to_string_lossy()]);
-    let mut go = storm.stdin.take().expect("stdin");
-    let mut said = BufReader::new(storm.stdout.take().expect("stdout")).lines();
-    let mut line = || -> Value {
-        let l = said.next().expect("a line from stormgen").expect("read");
-        serde_json::from_str(&l).expect("stormgen's JSON")
-    };
-    let first = line();
+    let mut storm = Storm::start(t.path(), PAIRS, &["--ids", &ids_file.to_string_lossy()]);
+    let first = storm.line();
     let pid = first["pid"].as_u64().expect("pid") as u32;
     let mntns = first["mntns"].as_u64().expect("mntns");
     // Its set-up handled: the namespace is known and read.
@@ -497,9 +510,9 @@ fn a_private_storm_unseen_has_each_calls_mount() {
     let marked = tracer.marked();
     assert!(!marked.contains(&mntns), "mnt:[{mntns}] marked: {marked:?}");
     tracer.signal(Signal::SIGSTOP);
-    go.write_all(b"go\n").expect("go");
-    assert_eq!(line()["failed"], 0);
-    let _ = storm.wait();
+    storm.go();
+    assert_eq!(storm.line()["failed"], 0);
+    let _ = storm.child.wait();
     tracer.signal(Signal::SIGCONT);
     let records = storm_records(tracer, pid, PAIRS, Duration::ZERO);
     let made = ids_made(&ids_file);
@@ -551,28 +564,21 @@ fn a_private_storm_unseen_has_each_calls_mount() {
 #[test]
 fn a_storm_in_namespaces_just_made_has_each_calls_mounts() {
     let _storm = STORM.lock().unwrap_or_else(|e| e.into_inner());
-    use std::io::{BufRead as _, BufReader, Write as _};
     const PAIRS: usize = 5000;
     let t = mnttrace_tests::tempdir();
     // Not in DIR: stormgen mounts a tmpfs there, in its own namespace.
     let out = mnttrace_tests::tempdir();
     let ids_file = out.path().join("ids");
     let tracer = Tracer::start(&["--json", "--ring-size", "16M"]);
-    let mut storm = stormgen(
+    let mut storm = Storm::start(
         t.path(),
         PAIRS,
         &["--shared", "--ids", &ids_file.to_string_lossy()],
     );
-    let mut go = storm.stdin.take().expect("stdin");
-    let mut said = BufReader::new(storm.stdout.take().expect("stdout")).lines();
-    let mut line = || -> Value {
-        let l = said.next().expect("a line from stormgen").expect("read");
-        serde_json::from_str(&l).expect("stormgen's JSON")
-    };
-    let pid = line()["pid"].as_u64().expect("pid") as u32;
-    go.write_all(b"go\n").expect("go");
-    assert_eq!(line()["failed"], 0);
-    let _ = storm.wait();
+    let pid = storm.line()["pid"].as_u64().expect("pid") as u32;
+    storm.go();
+    assert_eq!(storm.line()["failed"], 0);
+    let _ = storm.child.wait();
     let records = storm_records(tracer, pid, PAIRS, Duration::from_millis(1500));
     let made = ids_made(&ids_file);
     let mounts: Vec<Value> = syscalls_of(&records, pid)

@@ -190,6 +190,14 @@ pub fn in_poll_loop(pid: i32) -> bool {
     nr == libc::SYS_epoll_pwait || nr == libc::SYS_epoll_pwait2
 }
 
+/// Every process's pid now (none if /proc cannot be read).
+fn pids() -> impl Iterator<Item = i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+}
+
 pub fn comm(pid: i32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|c| c.trim().to_string())
@@ -199,11 +207,7 @@ pub fn comm(pid: i32) -> String {
 /// Other tracers running on this shared machine (their probes slow every
 /// mount the bench makes): "comm:pid" of each not in `mine`.
 pub fn foreign_tracers(mine: &[i32]) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out: Vec<String> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+    let mut out: Vec<String> = pids()
         .filter(|p| !mine.contains(p))
         .filter_map(|p| {
             let c = comm(p);
@@ -222,10 +226,7 @@ pub fn foreign_tracers(mine: &[i32]) -> Vec<String> {
 /// included). By pid: a kernel worker's name changes with its work.
 pub fn others_cpu_ns(skip: &[&str], mine: &[i32]) -> std::collections::HashMap<i32, (String, u64)> {
     let mut out = std::collections::HashMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for pid in dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()) {
+    for pid in pids() {
         let c = comm(pid);
         if mine.contains(&pid) || skip.contains(&c.as_str()) {
             continue;
@@ -265,22 +266,13 @@ pub fn others_cpu_delta(
 
 /// Every process whose command name is `name`.
 pub fn pids_named(name: &str) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| comm(*p) == name)
-        .collect()
+    pids().filter(|p| comm(*p) == name).collect()
 }
 
 /// Distinct mount namespaces of every process now.
 pub fn namespaces_on_machine() -> usize {
     use std::os::unix::fs::MetadataExt as _;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let inodes: std::collections::BTreeSet<u64> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+    let inodes: std::collections::BTreeSet<u64> = pids()
         .filter_map(|p| std::fs::metadata(format!("/proc/{p}/ns/mnt")).ok())
         .map(|m| m.ino())
         .collect();
