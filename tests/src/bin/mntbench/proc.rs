@@ -246,22 +246,17 @@ pub fn others_cpu_ns(skip: &[&str], mine: &[i32]) -> std::collections::HashMap<i
 }
 
 /// What `others_cpu_ns` grew by from `before` to `after` (a process new
-/// since counts from zero): the total in ms, and the largest user by name.
+/// since counts from zero), in ms by command name.
 pub fn others_cpu_delta(
     before: &std::collections::HashMap<i32, (String, u64)>,
     after: &std::collections::HashMap<i32, (String, u64)>,
-) -> (f64, Option<(String, f64)>) {
-    let mut by_name: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+) -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
     for (pid, (name, ns)) in after {
         let d = ns.saturating_sub(before.get(pid).map_or(0, |b| b.1));
-        *by_name.entry(name.as_str()).or_default() += d;
+        *by_name.entry(name.clone()).or_default() += d as f64 / 1e6;
     }
-    let total = by_name.values().sum::<u64>() as f64 / 1e6;
-    let top = by_name
-        .into_iter()
-        .max_by_key(|(_, ns)| *ns)
-        .map(|(n, ns)| (n.to_string(), ns as f64 / 1e6));
-    (total, top)
+    by_name
 }
 
 /// Every process whose command name is `name`.
