@@ -1495,7 +1495,7 @@ impl Correlator {
             let mut out = Vec::new();
             for ns in reach {
                 match self.model.refresh(ns) {
-                    Ok(change) => out.extend(self.changes(ns, &change, Some(s), Via::Diff)),
+                    Ok(change) => out.extend(Self::changes(ns, &change, Some(s), Via::Diff)),
                     Err(e) => log::debug!("refreshing mnt:[{ns}]: {e}"),
                 }
             }
@@ -1511,7 +1511,7 @@ impl Correlator {
             .collect();
         for (ns, ids) in self.placer.ids_all(source, found) {
             let change = self.model.apply_ids(ns, &ids, bound.unwrap_or(u64::MAX));
-            out.extend(self.changes(ns, &change, Some(s), Via::Diff));
+            out.extend(Self::changes(ns, &change, Some(s), Via::Diff));
         }
         out
     }
@@ -1582,7 +1582,7 @@ impl Correlator {
         out
     }
 
-    fn changes(&self, ns: u32, c: &Change, cause: Option<&Syscall>, via: Via) -> Vec<Propagated> {
+    fn changes(ns: u32, c: &Change, cause: Option<&Syscall>, via: Via) -> Vec<Propagated> {
         let time = SystemTime::now();
         let rec = |m: &Mount, action, from| observed(ns, m, action, from, cause, via, time);
         let mut out: Vec<Propagated> = Vec::new();
@@ -1748,7 +1748,7 @@ impl Correlator {
             for ns in all {
                 if let Ok(change) = self.model.refresh(ns) {
                     reread += 1;
-                    out.extend(self.changes(ns, &change, None, Via::Diff));
+                    out.extend(Self::changes(ns, &change, None, Via::Diff));
                 }
             }
             self.overflows_total += self.overflows;
